@@ -1,0 +1,1 @@
+"""Alembic migrations of the stashdb store format (shipped as ``stashdb.migrations``)."""

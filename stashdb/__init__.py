@@ -1,0 +1,118 @@
+"""stashdb: version control for the live state of Python programs.
+
+    import stashdb
+    stashdb.commit("cleaned data")            # every global, pickled per variable
+    stashdb.checkout("HEAD~1", only=["df"])   # bring back just df, as it was
+
+``import stashdb`` is light: SQLAlchemy, dill and the storage layers load on
+first use (module ``__getattr__``, PEP 562).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from stashdb.errors import (
+    AmbiguousRevision,
+    CorruptChunk,
+    NameNotInNamespace,
+    NameNotInSnapshot,
+    NotAStore,
+    RefExists,
+    RefNotFound,
+    RestoreError,
+    RevisionNotFound,
+    StashError,
+    StoreNotFound,
+    UnsupportedFormat,
+    VersionMismatchWarning,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "init": "stashdb.api",
+    "open": "stashdb.api",
+    "commit": "stashdb.api",
+    "checkout": "stashdb.api",
+    "log": "stashdb.api",
+    "show": "stashdb.api",
+    "diff": "stashdb.api",
+    "tag": "stashdb.api",
+    "branch": "stashdb.api",
+    "at": "stashdb.api",
+    "history": "stashdb.api",
+    "find_store": "stashdb.api",
+    "Repo": "stashdb.repo",
+    "Snapshot": "stashdb.repo",
+    "Commit": "stashdb.model",
+    "Entry": "stashdb.model",
+    "Diff": "stashdb.model",
+    "Change": "stashdb.model",
+    "CheckoutReport": "stashdb.model",
+    "Skipped": "stashdb.model",
+    "Failure": "stashdb.model",
+    "Version": "stashdb.model",
+    "InvalidRefName": "stashdb.refs",
+    "Ref": "stashdb.refs",
+}
+
+__all__ = [
+    "AmbiguousRevision",
+    "CorruptChunk",
+    "NameNotInNamespace",
+    "NameNotInSnapshot",
+    "NotAStore",
+    "RefExists",
+    "RefNotFound",
+    "RestoreError",
+    "RevisionNotFound",
+    "StashError",
+    "StoreNotFound",
+    "UnsupportedFormat",
+    "VersionMismatchWarning",
+    "__version__",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:
+    from stashdb.api import (
+        at,
+        branch,
+        checkout,
+        commit,
+        diff,
+        find_store,
+        history,
+        init,
+        log,
+        open,
+        show,
+        tag,
+    )
+    from stashdb.model import (
+        Change,
+        CheckoutReport,
+        Commit,
+        Diff,
+        Entry,
+        Failure,
+        Skipped,
+        Version,
+    )
+    from stashdb.refs import InvalidRefName, Ref
+    from stashdb.repo import Repo, Snapshot
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stashdb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

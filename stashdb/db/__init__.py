@@ -1,0 +1,1 @@
+"""Database layer: the tables of a store, engines with their pragmas, migrations."""

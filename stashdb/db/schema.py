@@ -1,0 +1,131 @@
+"""The tables of a stashdb store (format version 1), as SQLAlchemy Core.
+
+`docs/format.md` is the specification; this module and the Alembic revisions in
+`migrations/` must agree with it (tests/test_migrations.py checks for drift).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+#: The format this code writes, and the newest it reads.
+FORMAT_VERSION = 1
+
+metadata = MetaData()
+
+#: Key/value settings of the store: ``format_version``, ``HEAD`` (current branch),
+#: ``store_id``, ``created``.
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: Immutable runs of bytes, addressed by the xxh3-128 of their uncompressed bytes.
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", LargeBinary(16), primary_key=True),
+    Column("raw_size", Integer, nullable=False),
+    Column("codec", SmallInteger, nullable=False),  # 0 = raw, 1 = zstd
+    Column("data", LargeBinary, nullable=False),
+)
+
+#: One stored value (or group of values): a pickle stream plus out-of-band buffers.
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", LargeBinary(16), primary_key=True),
+    Column("pickler", String(16), nullable=False),  # "pickle" or "dill": who wrote it
+    Column("parts", Integer, nullable=False),  # 1 stream + N buffers
+    Column("raw_size", BigInteger, nullable=False),
+    Column("stored_size", BigInteger, nullable=False),
+)
+
+#: The chunks of each part of an object, in order.
+object_chunks = Table(
+    "object_chunks",
+    metadata,
+    Column("object_id", LargeBinary(16), primary_key=True),
+    Column("part", Integer, primary_key=True),  # 0 = pickle stream, i = buffer i-1
+    Column("seq", Integer, primary_key=True),
+    Column("chunk_id", LargeBinary(16), nullable=False),
+    Column("raw_size", Integer, nullable=False),
+    Index("ix_object_chunks_chunk_id", "chunk_id"),
+)
+
+commits = Table(
+    "commits",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("time", Float, nullable=False),  # seconds since the epoch, UTC
+    Column("message", Text, nullable=False),
+    Column("branch", String(255), nullable=False),
+    Column("workspace", String(255), nullable=False),  # module name of the namespace
+    Column("user", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("python", String(64), nullable=False),
+    Column("dill", String(64), nullable=False),
+    Column("packages", Text, nullable=False),  # JSON object: package -> version
+    Column("stored", Integer, nullable=False),
+    Column("reused", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("chunks_written", Integer, nullable=False),
+    Column("bytes_written", BigInteger, nullable=False),
+)
+
+commit_parents = Table(
+    "commit_parents",
+    metadata,
+    Column("commit_id", String(32), ForeignKey("commits.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("parent_id", String(32), nullable=False),
+    Index("ix_commit_parents_parent_id", "parent_id"),
+)
+
+#: The manifest of each commit: one row per name, complete (never a delta).
+entries = Table(
+    "entries",
+    metadata,
+    Column("commit_id", String(32), ForeignKey("commits.id"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "value", "module" or "skipped"
+    Column("status", String(16), nullable=False),  # "stored", "reused" or "skipped"
+    Column("object_id", LargeBinary(16)),  # NULL for modules and skipped names
+    Column("slot", Integer),  # index in a group's tuple; NULL when the object is this value
+    Column("type_name", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),  # pickled bytes of its object
+    Column("stored_size", BigInteger, nullable=False),  # bytes its object takes in the store
+    Column("seconds", Float, nullable=False),  # time to pickle its object
+    Column("preview", Text, nullable=False),
+    Column("shape", Text),
+    Column("literal", Text),  # exact repr of a small built-in value, for diff
+    Column("reason", Text),  # why it was skipped
+    Column("module", Text),  # module entries: the module to import
+    Column("version", Text),  # module entries: its version when committed
+)
+
+#: Branches (move on commit) and tags (fixed), in one namespace.
+refs = Table(
+    "refs",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(8), nullable=False),  # "branch" or "tag"
+    Column("commit_id", String(32), nullable=False),
+    Column("message", Text),
+    Column("time", Float, nullable=False),
+)

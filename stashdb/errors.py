@@ -1,0 +1,163 @@
+"""The exceptions stashdb raises on purpose.
+
+Every error a user can cause is a `StashError` subclass whose message says what
+happened and what to do next. Anything else escaping stashdb is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousRevision",
+    "CorruptChunk",
+    "NameNotInNamespace",
+    "NameNotInSnapshot",
+    "NotAStore",
+    "RefExists",
+    "RefNotFound",
+    "RestoreError",
+    "RevisionNotFound",
+    "StashError",
+    "StoreNotFound",
+    "UnsupportedFormat",
+    "VersionMismatchWarning",
+]
+
+
+class StashError(Exception):
+    """Root of every error stashdb raises on purpose."""
+
+
+class StoreNotFound(StashError):
+    """No store was found where one was expected."""
+
+    def __init__(self, start: str) -> None:
+        self.start = start
+        super().__init__(
+            f"no stashdb store found in {start} or any parent directory; "
+            "run stashdb.init() (or `stashdb init`) to create one, or pass repo=PATH_OR_URL"
+        )
+
+
+class NotAStore(StashError):
+    """A file or database exists but is not a stashdb store."""
+
+    def __init__(self, location: str, why: str) -> None:
+        self.location = location
+        self.why = why
+        super().__init__(
+            f"{location} is not a stashdb store ({why}); "
+            "point repo= at a directory holding .stashdb/ or at a store's database URL"
+        )
+
+
+class UnsupportedFormat(StashError):
+    """The store was written by a newer stashdb than this one."""
+
+    def __init__(self, location: str, found: int, supported: int) -> None:
+        self.location = location
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"{location} has store format {found}, but this stashdb reads formats up to "
+            f"{supported}; upgrade stashdb (pip install -U stashdb) to open it"
+        )
+
+
+class RevisionNotFound(StashError):
+    """A rev names no commit."""
+
+    def __init__(self, rev: str, why: str = "") -> None:
+        self.rev = rev
+        detail = f" ({why})" if why else ""
+        super().__init__(
+            f"unknown revision {rev!r}{detail}; use a commit id, a unique id prefix of at "
+            "least 4 hex digits, a tag, a branch, HEAD, or REV~N (see stashdb.log())"
+        )
+
+
+class AmbiguousRevision(StashError):
+    """A short id matches more than one commit."""
+
+    def __init__(self, rev: str, candidates: list[str]) -> None:
+        self.rev = rev
+        self.candidates = candidates
+        shown = ", ".join(c[:12] for c in candidates[:5])
+        super().__init__(
+            f"short id {rev!r} is ambiguous: it matches {len(candidates)} commits ({shown}); "
+            "give more hex digits"
+        )
+
+
+class RefNotFound(StashError):
+    """A branch or tag does not exist."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"no {kind} named {name!r}")
+
+
+class RefExists(StashError):
+    """A branch or tag with that name already exists."""
+
+    def __init__(self, kind: str, name: str, commit_id: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.commit_id = commit_id
+        super().__init__(
+            f"{kind} {name!r} already exists (at {commit_id[:8]}); pick another name "
+            f"or delete the {kind} first"
+        )
+
+
+class NameNotInSnapshot(StashError):
+    """Names asked for with `only=` are not in the snapshot."""
+
+    def __init__(self, names: list[str], commit_id: str, available: list[str]) -> None:
+        self.names = names
+        self.commit_id = commit_id
+        self.available = available
+        listed = ", ".join(available[:10]) + (" …" if len(available) > 10 else "")
+        super().__init__(
+            f"{', '.join(map(repr, names))} not in snapshot {commit_id[:8]}; "
+            f"it holds: {listed or '(nothing)'}"
+        )
+
+
+class CorruptChunk(StashError):
+    """A stored chunk does not match its hash."""
+
+    def __init__(self, chunk_id: str, expected: str, got: str, name: str | None = None) -> None:
+        self.chunk_id = chunk_id
+        self.expected = expected
+        self.got = got
+        self.name = name
+        where = f" of variable {name!r}" if name else ""
+        super().__init__(
+            f"chunk {chunk_id[:16]}{where} is damaged (hash {got[:16]}, expected "
+            f"{expected[:16]}); the other variables still restore"
+        )
+
+
+class VersionMismatchWarning(UserWarning):
+    """A snapshot was written by a different Python or dill version."""
+
+
+class NameNotInNamespace(StashError):
+    """``only=`` names or patterns match nothing in the namespace being committed."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = patterns
+        super().__init__(
+            f"nothing in the namespace matches {', '.join(map(repr, patterns))}; "
+            "check the spelling, or leave only= out to commit every name"
+        )
+
+
+class RestoreError(StashError):
+    """A stored name cannot be brought back (skipped at commit, or fails to unpickle here)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"cannot restore {name!r}: {reason}")

@@ -1,0 +1,237 @@
+"""Value objects that stashdb hands back: commits, entries, diffs, reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "Change",
+    "CheckoutReport",
+    "Commit",
+    "Diff",
+    "Entry",
+    "Failure",
+    "Skipped",
+    "Version",
+]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name of a snapshot, with what is known about it without unpickling."""
+
+    name: str
+    kind: str  # "value", "module" or "skipped"
+    status: str  # at commit time: "stored" (written), "reused" (unchanged) or "skipped"
+    type_name: str
+    size: int  # pickled bytes of its object (a group's object is shared by its names)
+    stored_size: int  # bytes its object takes in the store
+    seconds: float  # time it took to pickle its object
+    preview: str
+    shape: str | None = None
+    literal: str | None = None  # exact repr of a small built-in value
+    reason: str | None = None  # why it was skipped
+    module: str | None = None  # module entries: the module re-imported on checkout
+    version: str | None = None  # module entries: its version when committed
+    object_id: str | None = None  # hex id of the stored object
+    slot: int | None = None  # index in its group, None when stored alone
+    group: tuple[str, ...] = ()  # the other names sharing its object
+
+    @property
+    def skipped(self) -> bool:
+        return self.kind == "skipped"
+
+    def same_value(self, other: Entry) -> bool:
+        """Whether both entries hold the same stored value (no unpickling)."""
+        if self.kind != other.kind:
+            return False
+        if self.kind == "module":
+            return self.module == other.module
+        if self.kind == "skipped":
+            return self.type_name == other.type_name and self.reason == other.reason
+        return self.object_id == other.object_id and self.slot == other.slot
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A name that was not stored, and why."""
+
+    name: str
+    type_name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A snapshot: its manifest of entries plus who, when, where and from what."""
+
+    id: str
+    message: str
+    parents: tuple[str, ...]
+    time: datetime
+    branch: str
+    workspace: str
+    user: str
+    host: str
+    python: str
+    dill: str
+    packages: dict[str, str]
+    chunks_written: int
+    bytes_written: int
+    entries: tuple[Entry, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def entry(self, name: str) -> Entry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    @property
+    def stored(self) -> list[str]:
+        """Names whose values were written by this commit."""
+        return [e.name for e in self.entries if e.status == "stored"]
+
+    @property
+    def reused(self) -> list[str]:
+        """Names whose values were already in the store: nothing written."""
+        return [e.name for e in self.entries if e.status == "reused"]
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        """Names that could not be stored, with their type and the reason."""
+        return [
+            Skipped(e.name, e.type_name, e.reason or "")
+            for e in self.entries
+            if e.kind == "skipped"
+        ]
+
+    def __str__(self) -> str:
+        lines = [
+            f"commit {self.short_id} on {self.branch}: {self.message or '(no message)'}",
+            f"  stored {len(self.stored)}, reused {len(self.reused)}, "
+            f"skipped {len(self.skipped)}; {self.bytes_written:,} bytes written "
+            f"in {self.chunks_written} chunks",
+        ]
+        lines += [f"  skipped {s.name} ({s.type_name}): {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one name differs between two snapshots."""
+
+    name: str
+    status: str  # "added", "removed", "changed" or "unchanged"
+    old: Entry | None
+    new: Entry | None
+
+    @property
+    def old_value(self) -> str | None:
+        """Exact repr of the old value, for small built-ins."""
+        return self.old.literal if self.old else None
+
+    @property
+    def new_value(self) -> str | None:
+        """Exact repr of the new value, for small built-ins."""
+        return self.new.literal if self.new else None
+
+
+@dataclass(frozen=True)
+class Diff:
+    """Names added, removed, changed and unchanged between commit ``a`` and ``b``."""
+
+    a: Commit
+    b: Commit
+    changes: tuple[Change, ...]
+
+    def _with(self, status: str) -> list[Change]:
+        return [c for c in self.changes if c.status == status]
+
+    @property
+    def added(self) -> list[Change]:
+        return self._with("added")
+
+    @property
+    def removed(self) -> list[Change]:
+        return self._with("removed")
+
+    @property
+    def changed(self) -> list[Change]:
+        return self._with("changed")
+
+    @property
+    def unchanged(self) -> list[Change]:
+        return self._with("unchanged")
+
+    def __bool__(self) -> bool:
+        return any(c.status != "unchanged" for c in self.changes)
+
+    def __str__(self) -> str:
+        lines = [f"diff {self.a.short_id} → {self.b.short_id}"]
+        for c in self.changes:
+            if c.status == "unchanged":
+                continue
+            mark = {"added": "+", "removed": "-", "changed": "~"}[c.status]
+            entry = c.new or c.old
+            assert entry is not None
+            line = f"{mark} {c.name} ({entry.type_name})"
+            if c.status == "changed" and (c.old_value is not None or c.new_value is not None):
+                line += f": {c.old_value or (c.old and c.old.preview)} → {c.new_value or (c.new and c.new.preview)}"
+            else:
+                line += f": {entry.preview}"
+            lines.append(line)
+        if len(lines) == 1:
+            lines.append("  (no differences)")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A name that could not be restored, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class CheckoutReport:
+    """What a checkout did to the namespace."""
+
+    commit: Commit
+    restored: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # names deleted to match the snapshot
+    skipped: list[Skipped] = field(default_factory=list)  # not in the snapshot's store: left as they were
+    failed: list[Failure] = field(default_factory=list)  # could not be unpickled: left as they were
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f"checked out {self.commit.short_id}: restored {len(self.restored)}"
+                 + (f", removed {len(self.removed)}" if self.removed else "")]
+        lines += [f"  skipped at commit {s.name} ({s.type_name}): {s.reason}" for s in self.skipped]
+        lines += [f"  failed {f.name}: {f.reason}" for f in self.failed]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a variable: the commit where it took this value."""
+
+    commit: Commit
+    status: str  # "added", "changed" or "removed"
+    entry: Entry | None  # None when the name was removed in this commit
+

@@ -1,0 +1,466 @@
+"""Values to pickle streams and back; which names share references.
+
+Pickling goes the cheap way first: the C pickler at protocol 5, with large
+buffers (numpy, pandas, arrow) handed out of band so they are hashed in place.
+Only what it cannot do (lambdas, closures, functions and classes defined in the
+workspace) goes to dill, whose pure-Python pickler is 10–20× slower on plain
+data (DESIGN.md, "Commit").
+
+Classes and functions defined in the workspace are pickled by value when they
+are the value being stored, and *by name* everywhere else, so that an instance
+comes back as an instance of the restored class (``isinstance(p, Point)``).
+References to the namespace itself (a function's globals) are stored as a
+placeholder and bound to the namespace being restored into.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import enum
+import gc
+import io
+import pickle
+import sys
+import time
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Pickled",
+    "Unpicklable",
+    "WorkspaceRefs",
+    "dumps",
+    "find_groups",
+    "loads",
+]
+
+PROTOCOL = 5
+#: Buffers at least this big leave the stream and are chunked and hashed in place.
+OUT_OF_BAND_MIN = 64 * 1024
+
+#: Types whose instances are never shared state worth tying names for.
+_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(Ellipsis), range})
+#: Never entered, never tie names together (DESIGN.md: types, modules, functions).
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.CodeType,
+    types.FrameType,
+)
+#: Entered (they may hold shared mutable objects) but do not tie names themselves.
+_IMMUTABLE_CONTAINERS = (tuple, frozenset)
+
+
+class Unpicklable(Exception):
+    """A value cannot be stored; ``reason`` says why, for the skipped entry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Pickled:
+    """A pickled value: who pickled it, the stream, its out-of-band buffers."""
+
+    pickler: str  # "pickle" (C pickler) or "dill"
+    parts: list[Any]  # the stream, then each buffer (memoryviews, not copies)
+    seconds: float
+
+    @property
+    def size(self) -> int:
+        return sum(memoryview(p).nbytes for p in self.parts)
+
+
+@dataclass
+class WorkspaceRefs:
+    """Which objects of the namespace are pickled by name rather than by value.
+
+    ``by_name`` maps ``id(obj)`` to the name under which a class or function
+    defined in the workspace is stored in this snapshot.
+    """
+
+    namespace: Mapping[str, Any]
+    module: str
+    by_name: dict[int, str]
+
+    @classmethod
+    def of(cls, namespace: Mapping[str, Any], names: Iterable[str]) -> WorkspaceRefs:
+        module = str(namespace.get("__name__", "__main__"))
+        by_name: dict[int, str] = {}
+        for name in names:
+            value = namespace[name]
+            if is_workspace_defined(value, module):
+                # The binding that matches the object's own __name__ wins (P = Point).
+                if id(value) not in by_name or getattr(value, "__name__", None) == name:
+                    by_name[id(value)] = name
+        return cls(namespace, module, by_name)
+
+
+def is_workspace_defined(value: Any, module: str) -> bool:
+    """Whether ``value`` is a class or function defined in the workspace itself."""
+    if not isinstance(value, (type, types.FunctionType)):
+        return False
+    return getattr(value, "__module__", None) in (module, "__main__")
+
+
+def _live_resource_types() -> tuple[type, ...]:
+    """Types that stand for process-local resources: restoring them elsewhere is meaningless.
+
+    The C pickler refuses these, but dill would "pickle" a lock as a new lock
+    and an open file by reopening its path, which is worse than skipping.
+    """
+    import _thread
+    import socket
+    import threading
+
+    found: list[type] = [
+        type(_thread.allocate_lock()),
+        type(threading.RLock()),
+        threading.Thread,
+        io.IOBase,
+        socket.socket,
+        types.GeneratorType,
+        types.CoroutineType,
+        types.AsyncGeneratorType,
+        types.FrameType,
+        types.TracebackType,
+    ]
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None:
+        found += [sqlite3.Connection, sqlite3.Cursor]
+    return tuple(found)
+
+
+def _timed(fn: Callable[[], tuple[str, list[Any]]]) -> Pickled:
+    start = time.perf_counter()
+    pickler, parts = fn()
+    return Pickled(pickler, parts, time.perf_counter() - start)
+
+
+def dumps(value: Any, refs: WorkspaceRefs, *, roots: Iterable[str] = ()) -> Pickled:
+    """Pickle ``value``, whose top-level members are stored under ``roots``.
+
+    Raises:
+        Unpicklable: neither the C pickler nor dill can store it.
+    """
+    root_names = set(roots)
+    root_ids = {oid for oid, name in refs.by_name.items() if name in root_names}
+    members = _members(value, root_names)
+    for member in members:
+        if isinstance(member, type):
+            # copyreg caches __slotnames__ on a class the first time one of its
+            # instances is pickled; fill the cache now, or the class's own pickle
+            # would change (and be stored again) after its first instance is.
+            copyreg._slotnames(member)  # type: ignore[attr-defined]
+    needs_dill = any(id(v) in root_ids for v in members)
+    if not needs_dill:
+        try:
+            return _timed(lambda: _dumps_c(value))
+        except RecursionError as exc:
+            raise Unpicklable(f"nesting too deep to pickle ({exc})") from None
+        except Exception as first:
+            c_error = first
+    else:
+        c_error = None
+    try:
+        return _timed(lambda: _dumps_dill(value, refs, root_ids))
+    except Unpicklable:
+        raise
+    except RecursionError as exc:
+        raise Unpicklable(f"nesting too deep to pickle ({exc})") from None
+    except Exception as exc:
+        raise Unpicklable(_reason(c_error if c_error is not None else exc, exc)) from None
+
+
+def dumps_alias(name: str) -> Pickled:
+    """A stream that stands for the workspace class or function stored as ``name``."""
+    stream = io.BytesIO()
+    pickler = pickle.Pickler(stream, protocol=PROTOCOL)
+    pickler.persistent_id = lambda obj: ("global", name) if obj is _ALIAS else None  # type: ignore[method-assign]
+    pickler.dump(_ALIAS)
+    return Pickled("pickle", [stream.getvalue()], 0.0)
+
+
+_ALIAS = object()
+
+
+def _members(value: Any, roots: set[str]) -> list[Any]:
+    # A group is pickled as a tuple of its members' values; a single value alone.
+    if len(roots) > 1 and isinstance(value, tuple):
+        return list(value)
+    return [value]
+
+
+def _reason(c_error: BaseException, dill_error: BaseException) -> str:
+    first = f"{type(c_error).__name__}: {c_error}"
+    if dill_error is c_error:
+        return _clip(first)
+    return _clip(f"{first} (dill: {type(dill_error).__name__}: {dill_error})")
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _buffer_callback(buffers: list[Any]) -> Callable[[pickle.PickleBuffer], bool]:
+    def collect(buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < OUT_OF_BAND_MIN:
+            return True  # small buffers stay in the stream
+        buffers.append(raw)
+        return False
+
+    return collect
+
+
+def _dumps_c(value: Any) -> tuple[str, list[Any]]:
+    buffers: list[Any] = []
+    stream = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=_buffer_callback(buffers))
+    return "pickle", [stream, *buffers]
+
+
+def _dumps_dill(value: Any, refs: WorkspaceRefs, root_ids: set[int]) -> tuple[str, list[Any]]:
+    import dill
+
+    resources = _live_resource_types()
+    namespace = refs.namespace
+    namespace_is_module_dict = _is_module_dict(namespace)
+
+    class WorkspacePickler(dill.Pickler):  # type: ignore[misc]
+        def persistent_id(self, obj: Any) -> Any:
+            if obj is namespace:
+                return ("ns",)
+            name = refs.by_name.get(id(obj))
+            if name is not None and id(obj) not in root_ids:
+                return ("global", name)
+            return None
+
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, resources):
+                raise Unpicklable(
+                    f"cannot pickle {type(obj).__name__!r} object: a live resource of this "
+                    "process (lock, file, socket, thread, generator, connection …) "
+                    "cannot be restored elsewhere"
+                )
+            if isinstance(obj, enum.EnumMeta) and id(obj) in root_ids:
+                return _reduce_enum_class(obj)
+            if (
+                not namespace_is_module_dict
+                and type(obj) is types.FunctionType
+                and obj.__globals__ is namespace
+            ):
+                return _reduce_function(obj)
+            return NotImplemented
+
+    buffers: list[Any] = []
+    stream = io.BytesIO()
+    WorkspacePickler(stream, protocol=PROTOCOL, buffer_callback=_buffer_callback(buffers)).dump(
+        value
+    )
+    return "dill", [stream.getvalue(), *buffers]
+
+
+def _is_module_dict(namespace: Mapping[str, Any]) -> bool:
+    module = sys.modules.get(str(namespace.get("__name__", "")))
+    return module is not None and getattr(module, "__dict__", None) is namespace
+
+
+def _reduce_function(fn: types.FunctionType) -> Any:
+    # dill copies the globals of a function whose namespace is a plain dict (not
+    # a module's); this keeps them the live namespace ("ns" placeholder) instead.
+    from dill._dill import _create_function
+
+    state = {
+        "__qualname__": fn.__qualname__,
+        "__module__": fn.__module__,
+        "__doc__": fn.__doc__,
+        "__kwdefaults__": fn.__kwdefaults__,
+        "__annotations__": fn.__annotations__,
+        "__dict__": fn.__dict__,
+    }
+    args = (fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return (_create_function, args, state, None, None, _set_function_state)
+
+
+def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
+    for key, value in state.items():
+        if key == "__dict__":
+            fn.__dict__.update(value)
+        else:
+            setattr(fn, key, value)
+
+
+def _reduce_enum_class(cls: enum.EnumMeta) -> Any:
+    # dill cannot store an Enum class defined in __main__ (its members refer back
+    # to the class, and dill falls back to a by-name reference that a fresh
+    # process cannot resolve). Rebuild it from its members and its own body.
+    metaclass = type(cls)
+    bases = cls.__bases__
+    probe = metaclass("_probe", bases, metaclass.__prepare__("_probe", bases))
+    internal = set(vars(probe)) - {"__doc__", "__module__", "__qualname__"}
+    members = [(name, member._value_) for name, member in cls.__members__.items()]
+    body = {
+        key: value
+        for key, value in vars(cls).items()
+        if key not in internal and key not in cls.__members__
+    }
+    return (_make_enum, (metaclass, cls.__name__, bases, members, body))
+
+
+def _make_enum(
+    metaclass: type, name: str, bases: tuple[type, ...], members: list[tuple[str, Any]],
+    body: dict[str, Any],
+) -> Any:
+    """Rebuild an Enum class stored by `_reduce_enum_class` (part of the stored format)."""
+    namespace = metaclass.__prepare__(name, bases)  # type: ignore[attr-defined]
+    for key, value in members:
+        namespace[key] = value
+    for key, value in body.items():
+        namespace[key] = value
+    return metaclass(name, bases, namespace)
+
+
+# -- loading -----------------------------------------------------------------
+
+
+class _WorkspaceUnpickler(pickle.Unpickler):
+    def __init__(
+        self,
+        stream: Any,
+        buffers: list[Any],
+        module: str,
+        resolve: Callable[[str], Any],
+        namespace: dict[str, Any],
+    ) -> None:
+        super().__init__(stream, buffers=buffers)
+        self._module = module
+        self._resolve = resolve
+        self._namespace = namespace
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in (self._module, "__main__"):
+            head, _, rest = name.partition(".")
+            obj = self._resolve(head)
+            for attr in rest.split(".") if rest else ():
+                obj = getattr(obj, attr)
+            return obj
+        # Names older dill streams use (dill.Unpickler does the same).
+        if (module, name) == ("__builtin__", "NoneType"):
+            return type(None)
+        if module == "dill.dill":
+            module = "dill._dill"
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == ("ns",):
+            return self._namespace
+        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "global":
+            return self._resolve(pid[1])
+        raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
+
+
+def loads(
+    parts: list[Any],
+    *,
+    module: str,
+    resolve: Callable[[str], Any],
+    namespace: dict[str, Any],
+) -> Any:
+    """Unpickle an object's parts.
+
+    Args:
+        parts: the stream, then its out-of-band buffers.
+        module: the workspace's module name when it was committed.
+        resolve: gives the object a workspace name stands for (a class or
+            function stored in the same snapshot, or found in the namespace).
+        namespace: the namespace restored functions use as their globals.
+    """
+    stream, *buffers = parts
+    return _WorkspaceUnpickler(io.BytesIO(stream), buffers, module, resolve, namespace).load()
+
+
+# -- grouping ----------------------------------------------------------------
+
+
+def _never_ties() -> tuple[type, ...]:
+    # numpy dtype objects are shared singletons: every float64 array points at the
+    # same one, so they must not tie two unrelated arrays (measured: the only
+    # object two unrelated DataFrames share).
+    numpy = sys.modules.get("numpy")
+    return (numpy.dtype,) if numpy is not None else ()
+
+
+def find_groups(values: Mapping[str, Any]) -> list[list[str]]:
+    """Partition names so that names whose values share mutable objects are together.
+
+    A walk over ``gc.get_referents`` that never enters classes, functions or
+    modules, with the collector paused: fast, and unlike pickle memos it does not
+    see class-level state (pandas' ``_metadata``) as sharing (DESIGN.md).
+
+    Returns:
+        Groups of names, each sorted, in order of first name.
+    """
+    names = list(values)
+    parent = list(range(len(names)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    never_ties = _never_ties()
+    owner: dict[int, int] = {}
+    get_referents = gc.get_referents
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i, name in enumerate(names):
+            root = values[name]
+            if type(root) in _ATOMS or isinstance(root, _OPAQUE):
+                continue
+            if not isinstance(root, _IMMUTABLE_CONTAINERS + never_ties):
+                j = owner.setdefault(id(root), i)
+                if j != i:
+                    union(i, j)
+                    continue
+            seen = {id(root)}
+            stack = [root]
+            while stack:
+                for ref in get_referents(stack.pop()):
+                    if type(ref) in _ATOMS or isinstance(ref, _OPAQUE):
+                        continue
+                    rid = id(ref)
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
+                    if isinstance(ref, never_ties):
+                        continue
+                    if not isinstance(ref, _IMMUTABLE_CONTAINERS):
+                        j = owner.setdefault(rid, i)
+                        if j != i:
+                            # The other name's walk already went below this object.
+                            union(i, j)
+                            continue
+                    stack.append(ref)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+    groups: dict[int, list[str]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(find(i), []).append(name)
+    return [sorted(g) for _, g in sorted(groups.items())]

@@ -1,0 +1,379 @@
+"""Store: commits, manifests, refs and revs over one database. Never unpickles.
+
+Everything here reads and writes plain columns; values are the business of
+`stashdb.chunks` (bytes) and `stashdb.workspace` (Python objects).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import xxhash
+from sqlalchemy import Connection, Engine, select
+
+from stashdb.chunks import ChunkStore
+from stashdb.db import schema
+from stashdb.db.engine import read_transaction, write_transaction
+from stashdb.errors import AmbiguousRevision, RevisionNotFound, StashError
+from stashdb.model import Change, Commit, Diff, Entry, Version
+from stashdb.refs import Ref, Refs
+
+__all__ = ["MIN_SHORT_ID", "Store"]
+
+#: Fewest hex digits accepted as a short commit id.
+MIN_SHORT_ID = 4
+
+_SUFFIX = re.compile(r"^(?P<base>.+?)(?P<ops>(?:~\d*|\^)+)$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_MAX_CAS_ATTEMPTS = 100
+
+
+class _LostRace(Exception):
+    """Another writer moved the branch between our read and our compare-and-swap."""
+
+
+class Store:
+    """The metadata of a store: commits and their manifests, refs, revs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.refs = Refs()
+        self.chunks = ChunkStore(engine)
+
+    # -- revs ------------------------------------------------------------------
+
+    def resolve(self, rev: str) -> str:
+        """The full id of the commit ``rev`` names.
+
+        Raises:
+            RevisionNotFound: nothing matches.
+            AmbiguousRevision: a short id matches several commits.
+        """
+        with read_transaction(self.engine) as conn:
+            return self._resolve(conn, rev)
+
+    def _resolve(self, conn: Connection, rev: str) -> str:
+        rev = rev.strip()
+        match = _SUFFIX.match(rev)
+        if match:
+            commit_id = self._resolve(conn, match["base"])
+            for op in re.findall(r"~\d*|\^", match["ops"]):
+                steps = 1 if op in ("~", "^") else int(op[1:])
+                for _ in range(steps):
+                    parents = self._parents(conn, commit_id)
+                    if not parents:
+                        raise RevisionNotFound(rev, f"{commit_id[:8]} has no parent")
+                    commit_id = parents[0]
+            return commit_id
+        if rev == "HEAD":
+            branch = self.refs.head(conn)
+            tip = self.refs.tip(conn, branch)
+            if tip is None:
+                raise RevisionNotFound(rev, f"branch {branch!r} has no commits yet")
+            return tip
+        ref = self.refs.find(conn, rev)
+        if ref is not None:
+            return ref.commit_id
+        lowered = rev.lower()
+        if len(lowered) >= MIN_SHORT_ID and _HEX.match(lowered):
+            c = schema.commits.c
+            found = conn.execute(
+                select(c.id).where(c.id.like(lowered + "%")).order_by(c.id).limit(10)
+            ).scalars().all()
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise AmbiguousRevision(rev, list(found))
+        raise RevisionNotFound(rev)
+
+    def _parents(self, conn: Connection, commit_id: str) -> list[str]:
+        p = schema.commit_parents.c
+        return list(
+            conn.execute(
+                select(p.parent_id).where(p.commit_id == commit_id).order_by(p.position)
+            ).scalars()
+        )
+
+    # -- reading commits -------------------------------------------------------
+
+    def head(self) -> str:
+        """The current branch."""
+        with read_transaction(self.engine) as conn:
+            return self.refs.head(conn)
+
+    def get_commit(self, commit_id: str, *, entries: bool = True) -> Commit:
+        with read_transaction(self.engine) as conn:
+            return self._load_commits(conn, [commit_id], entries=entries)[0]
+
+    def _load_commits(
+        self, conn: Connection, ids: Sequence[str], *, entries: bool
+    ) -> list[Commit]:
+        c, p = schema.commits.c, schema.commit_parents.c
+        rows = {r.id: r for r in conn.execute(select(schema.commits).where(c.id.in_(ids)))}
+        parents: dict[str, list[str]] = {}
+        for r in conn.execute(
+            select(p.commit_id, p.parent_id).where(p.commit_id.in_(ids)).order_by(p.position)
+        ):
+            parents.setdefault(r.commit_id, []).append(r.parent_id)
+        tags: dict[str, list[str]] = {}
+        for ref in self.refs.list(conn, "tag"):
+            tags.setdefault(ref.commit_id, []).append(ref.name)
+        manifests = self._load_entries(conn, ids) if entries else {}
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise RevisionNotFound(missing[0], "no such commit in this store")
+        return [
+            _commit_from_row(
+                rows[i], parents.get(i, []), manifests.get(i, []), tags.get(i, [])
+            )
+            for i in ids
+        ]
+
+    def _load_entries(self, conn: Connection, ids: Sequence[str]) -> dict[str, list[Entry]]:
+        e = schema.entries.c
+        raw: dict[str, list[Any]] = {}
+        for r in conn.execute(
+            select(schema.entries).where(e.commit_id.in_(ids)).order_by(e.commit_id, e.name)
+        ):
+            raw.setdefault(r.commit_id, []).append(r)
+        return {commit_id: _entries_from_rows(rows) for commit_id, rows in raw.items()}
+
+    def log(
+        self, *, branch: str | None = None, limit: int | None = None, all: bool = False
+    ) -> list[Commit]:
+        """Commits reachable from a branch (default: HEAD's), or from every ref; newest first."""
+        with read_transaction(self.engine) as conn:
+            if all:
+                starts = [r.commit_id for r in self.refs.list(conn)]
+            else:
+                name = branch or self.refs.head(conn)
+                if branch is not None:
+                    self.refs.get(conn, name, "branch")
+                tip = self.refs.tip(conn, name)
+                starts = [tip] if tip else []
+            ids = self._reachable(conn, starts)
+            commits = self._load_commits(conn, ids, entries=False)
+        commits.sort(key=lambda commit: (commit.time, commit.id), reverse=True)
+        return commits[:limit] if limit is not None else commits
+
+    def _reachable(self, conn: Connection, starts: Iterable[str]) -> list[str]:
+        p = schema.commit_parents.c
+        edges: dict[str, list[str]] = {}
+        for r in conn.execute(select(p.commit_id, p.parent_id)):
+            edges.setdefault(r.commit_id, []).append(r.parent_id)
+        seen: dict[str, None] = {}
+        stack = list(starts)
+        while stack:
+            commit_id = stack.pop()
+            if commit_id in seen:
+                continue
+            seen[commit_id] = None
+            stack.extend(edges.get(commit_id, []))
+        return list(seen)
+
+    def first_parent_chain(self, tip: str) -> list[str]:
+        """The commits from ``tip`` back along first parents, newest first."""
+        with read_transaction(self.engine) as conn:
+            chain = [tip]
+            while True:
+                parents = self._parents(conn, chain[-1])
+                if not parents:
+                    return chain
+                chain.append(parents[0])
+
+    def list_refs(self, kind: str | None = None) -> list[Ref]:
+        with read_transaction(self.engine) as conn:
+            return self.refs.list(conn, kind)
+
+    # -- diff and history --------------------------------------------------------
+
+    def diff(self, a: str, b: str) -> Diff:
+        """How snapshot ``b`` differs from ``a`` (both revs)."""
+        old, new = self.get_commit(self.resolve(a)), self.get_commit(self.resolve(b))
+        before = {e.name: e for e in old.entries}
+        after = {e.name: e for e in new.entries}
+        changes = []
+        for name in sorted(before.keys() | after.keys()):
+            o, n = before.get(name), after.get(name)
+            if o is None:
+                status = "added"
+            elif n is None:
+                status = "removed"
+            else:
+                status = "unchanged" if o.same_value(n) else "changed"
+            changes.append(Change(name, status, o, n))
+        return Diff(old, new, tuple(changes))
+
+    def history(self, name: str, *, branch: str | None = None) -> list[Version]:
+        """The versions of one name along a branch's first parents, newest first."""
+        with read_transaction(self.engine) as conn:
+            if branch is not None:
+                self.refs.get(conn, branch, "branch")
+            tip = self.refs.tip(conn, branch or self.refs.head(conn))
+        if tip is None:
+            return []
+        chain = list(reversed(self.first_parent_chain(tip)))
+        with read_transaction(self.engine) as conn:
+            commits = {c.id: c for c in self._load_commits(conn, chain, entries=False)}
+            e = schema.entries.c
+            found: dict[str, Entry] = {}
+            for start in range(0, len(chain), 500):
+                batch = chain[start : start + 500]
+                for row in conn.execute(
+                    select(schema.entries).where(e.name == name, e.commit_id.in_(batch))
+                ):
+                    found[row.commit_id] = _entries_from_rows([row])[0]
+        versions: list[Version] = []
+        previous: Entry | None = None
+        for commit_id in chain:
+            entry = found.get(commit_id)
+            if entry is not None and previous is None:
+                versions.append(Version(commits[commit_id], "added", entry))
+            elif entry is None and previous is not None:
+                versions.append(Version(commits[commit_id], "removed", None))
+            elif entry is not None and previous is not None and not entry.same_value(previous):
+                versions.append(Version(commits[commit_id], "changed", entry))
+            previous = entry
+        return versions[::-1]
+
+    # -- writing -----------------------------------------------------------------
+
+    def write_commit(
+        self,
+        *,
+        branch: str,
+        message: str,
+        entries: list[dict[str, Any]],
+        metadata: dict[str, Any],
+    ) -> str:
+        """Write a commit whose objects are already stored, then move ``branch`` to it.
+
+        The parent is the branch's tip read inside the write transaction; a
+        branch that does not exist yet starts from HEAD's commit. The branch
+        moves by compare-and-swap, retried if another writer got there first.
+        """
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            try:
+                return self._try_write_commit(branch, message, entries, metadata)
+            except _LostRace:
+                continue
+        raise StashError(f"could not move branch {branch!r}: other writers kept moving it")
+
+    def _try_write_commit(
+        self, branch: str, message: str, entries: list[dict[str, Any]], metadata: dict[str, Any]
+    ) -> str:
+        with write_transaction(self.engine) as conn:
+            tip = self.refs.tip(conn, branch)
+            if tip is not None:
+                parents = [tip]
+            else:
+                head_tip = self.refs.tip(conn, self.refs.head(conn))
+                parents = [head_tip] if head_tip else []
+            now = time.time()
+            commit_id = _commit_id(parents, now, message, branch, entries)
+            conn.execute(
+                schema.commits.insert().values(
+                    id=commit_id, time=now, message=message, branch=branch, **metadata
+                )
+            )
+            if parents:
+                conn.execute(
+                    schema.commit_parents.insert(),
+                    [
+                        {"commit_id": commit_id, "position": i, "parent_id": parent}
+                        for i, parent in enumerate(parents)
+                    ],
+                )
+            if entries:
+                conn.execute(
+                    schema.entries.insert(), [{"commit_id": commit_id, **e} for e in entries]
+                )
+            if not self.refs.move_branch(conn, branch, tip, commit_id):
+                raise _LostRace  # rolls the whole commit back; the caller retries
+        return commit_id
+
+    def create_ref(self, kind: str, name: str, rev: str, message: str | None = None) -> Ref:
+        with write_transaction(self.engine) as conn:
+            return self.refs.create(conn, kind, name, self._resolve(conn, rev), message)
+
+    def delete_ref(self, kind: str, name: str) -> Ref:
+        with write_transaction(self.engine) as conn:
+            if kind == "branch" and name == self.refs.head(conn):
+                raise StashError(
+                    f"cannot delete branch {name!r}: it is the current branch; "
+                    "check out another branch first"
+                )
+            return self.refs.delete(conn, kind, name)
+
+    def set_head(self, branch: str) -> None:
+        with write_transaction(self.engine) as conn:
+            self.refs.set_head(conn, branch)
+
+
+def _commit_id(
+    parents: list[str], now: float, message: str, branch: str, entries: list[dict[str, Any]]
+) -> str:
+    manifest = [
+        [e["name"], e["kind"], e["object_id"].hex() if e["object_id"] else None, e["slot"],
+         e["module"], e["reason"]]
+        for e in sorted(entries, key=lambda e: e["name"])
+    ]
+    payload = json.dumps([parents, repr(now), message, branch, manifest], separators=(",", ":"))
+    return xxhash.xxh3_128_hexdigest(payload.encode())
+
+
+def _commit_from_row(row: Any, parents: list[str], entries: list[Entry], tags: list[str]) -> Commit:
+    return Commit(
+        id=row.id,
+        message=row.message,
+        parents=tuple(parents),
+        time=datetime.fromtimestamp(row.time, tz=timezone.utc),
+        branch=row.branch,
+        workspace=row.workspace,
+        user=row.user,
+        host=row.host,
+        python=row.python,
+        dill=row.dill,
+        packages=json.loads(row.packages),
+        chunks_written=row.chunks_written,
+        bytes_written=row.bytes_written,
+        entries=tuple(entries),
+        tags=tuple(sorted(tags)),
+    )
+
+
+def _entries_from_rows(rows: list[Any]) -> list[Entry]:
+    groups: dict[bytes, list[str]] = {}
+    for r in rows:
+        if r.slot is not None:
+            groups.setdefault(bytes(r.object_id), []).append(r.name)
+    entries = []
+    for r in rows:
+        object_id = bytes(r.object_id) if r.object_id is not None else None
+        group = groups.get(object_id, []) if (object_id and r.slot is not None) else []
+        entries.append(
+            Entry(
+                name=r.name,
+                kind=r.kind,
+                status=r.status,
+                type_name=r.type_name,
+                size=r.size,
+                stored_size=r.stored_size,
+                seconds=r.seconds,
+                preview=r.preview,
+                shape=r.shape,
+                literal=r.literal,
+                reason=r.reason,
+                module=r.module,
+                version=r.version,
+                object_id=object_id.hex() if object_id else None,
+                slot=r.slot,
+                group=tuple(n for n in group if n != r.name),
+            )
+        )
+    return entries

@@ -1,0 +1,384 @@
+"""Workspaces: capture a namespace into stored entries, and restore entries into one.
+
+This layer knows Python objects; `stashdb.store` and `stashdb.chunks` below it
+know only rows and bytes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import importlib
+import json
+import platform
+import socket
+import sys
+import types
+import warnings
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stashdb.chunks import ChunkStore, ObjectWriter
+from stashdb.errors import (
+    CorruptChunk,
+    NameNotInNamespace,
+    RestoreError,
+    VersionMismatchWarning,
+)
+from stashdb.model import Commit, Entry
+from stashdb.preview import describe
+from stashdb.serialize import (
+    Pickled,
+    Unpicklable,
+    WorkspaceRefs,
+    dumps,
+    dumps_alias,
+    find_groups,
+    is_workspace_defined,
+    loads,
+)
+
+__all__ = [
+    "IPYTHON_NAMES",
+    "Capture",
+    "Loader",
+    "capture",
+    "environment",
+    "excluded_by_default",
+    "select_names",
+    "version_warnings",
+]
+
+#: Names IPython puts in a user namespace; never committed unless asked for by name.
+IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+#: Longest name a manifest holds (the entries.name column).
+MAX_NAME = 255
+
+
+def excluded_by_default(name: str) -> bool:
+    """``_``-prefixed names (``__builtins__``, IPython's ``_i1`` …) and IPython's own."""
+    return name.startswith("_") or name in IPYTHON_NAMES
+
+
+def select_names(
+    namespace: Mapping[str, Any],
+    only: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+) -> list[str]:
+    """The names of ``namespace`` a commit stores, sorted.
+
+    ``only`` and ``exclude`` are glob patterns. A default-excluded name is
+    committed only when ``only`` names it exactly.
+
+    Raises:
+        NameNotInNamespace: an ``only`` pattern matches nothing.
+    """
+    only_list = [only] if isinstance(only, str) else list(only or [])
+    exclude_list = [exclude] if isinstance(exclude, str) else list(exclude or [])
+    names = []
+    unmatched = set(only_list)
+    for name in namespace:
+        if not isinstance(name, str):
+            continue
+        if only_list:
+            hits = [p for p in only_list if p == name or fnmatch.fnmatchcase(name, p)]
+            unmatched.difference_update(hits)
+            if not hits or (excluded_by_default(name) and name not in only_list):
+                continue
+        elif excluded_by_default(name):
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in exclude_list):
+            continue
+        names.append(name)
+    if unmatched:
+        raise NameNotInNamespace(sorted(unmatched))
+    return sorted(names)
+
+
+# -- commit ------------------------------------------------------------------------
+
+
+@dataclass
+class Capture:
+    """Entries of a namespace, their objects already written to the store."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    packages: dict[str, str] = field(default_factory=dict)
+    chunks_written: int = 0
+    bytes_written: int = 0
+
+
+def capture(namespace: Mapping[str, Any], names: list[str], writer: ObjectWriter) -> Capture:
+    """Pickle, hash and store each selected name; report the ones that cannot be stored.
+
+    One value that cannot be pickled never fails the capture: it becomes a
+    skipped entry with its type and the reason.
+    """
+    result = Capture()
+    refs = WorkspaceRefs.of(namespace, names)
+    plain: dict[str, Any] = {}
+    for name in names:
+        value = namespace[name]
+        if len(name) > MAX_NAME:
+            result.entries.append(_skipped(name, value, f"name longer than {MAX_NAME} characters"))
+        elif isinstance(value, types.ModuleType):
+            result.entries.append(_module_entry(name, value))
+        elif is_workspace_defined(value, refs.module) and refs.by_name.get(id(value)) not in (
+            None,
+            name,
+        ):
+            # `P = Point`: store a reference, so that after checkout `P is Point`.
+            _store(result, writer, [name], [value], dumps_alias(refs.by_name[id(value)]))
+        else:
+            plain[name] = value
+
+    for group in find_groups(plain):
+        values = [plain[n] for n in group]
+        try:
+            packed = dumps(values[0] if len(group) == 1 else tuple(values), refs, roots=group)
+        except Unpicklable as exc:
+            if len(group) == 1:
+                result.entries.append(_skipped(group[0], values[0], exc.reason))
+                continue
+            # One bad member must not sink its group: store the others on their own.
+            for name, value in zip(group, values):
+                try:
+                    alone = dumps(value, refs, roots=[name])
+                except Unpicklable as member_exc:
+                    result.entries.append(_skipped(name, value, member_exc.reason))
+                else:
+                    _store(result, writer, [name], [value], alone)
+            continue
+        _store(result, writer, group, values, packed)
+
+    for entry_value in _stored_values(namespace, result.entries):
+        _note_package(result.packages, entry_value)
+    result.entries.sort(key=lambda e: e["name"])
+    return result
+
+
+def _store(
+    result: Capture, writer: ObjectWriter, names: list[str], values: list[Any], packed: Pickled
+) -> None:
+    stored = writer.put(packed.pickler, packed.parts)
+    result.chunks_written += stored.chunks_written
+    result.bytes_written += stored.bytes_written
+    for slot, (name, value) in enumerate(zip(names, values)):
+        info = describe(value)
+        result.entries.append(
+            _row(
+                name,
+                kind="value",
+                status="reused" if stored.reused else "stored",
+                object_id=stored.object_id,
+                slot=slot if len(names) > 1 else None,
+                type_name=info.type_name,
+                size=stored.raw_size,
+                stored_size=stored.stored_size,
+                seconds=packed.seconds,
+                preview=info.preview,
+                shape=info.shape,
+                literal=info.literal,
+            )
+        )
+
+
+def _row(name: str, **fields: Any) -> dict[str, Any]:
+    row = dict.fromkeys(
+        ("object_id", "slot", "shape", "literal", "reason", "module", "version")
+    )
+    row.update(name=name, size=0, stored_size=0, seconds=0.0)
+    row.update(fields)
+    return row
+
+
+def _skipped(name: str, value: Any, reason: str) -> dict[str, Any]:
+    info = describe(value)
+    return _row(
+        name,
+        kind="skipped",
+        status="skipped",
+        type_name=info.type_name,
+        preview=info.preview,
+        shape=info.shape,
+        reason=reason,
+    )
+
+
+def _module_entry(name: str, module: types.ModuleType) -> dict[str, Any]:
+    module_name = getattr(module, "__name__", None)
+    if not module_name or sys.modules.get(module_name) is not module:
+        return _skipped(name, module, "module is not importable by name (not in sys.modules)")
+    if module_name == "__main__":
+        return _skipped(name, module, "the __main__ module itself is the workspace")
+    info = describe(module)
+    return _row(
+        name,
+        kind="module",
+        status="reused",  # a module is a reference: nothing is written for it
+        type_name="module",
+        preview=info.preview,
+        module=module_name,
+        version=_version_of(module),
+    )
+
+
+def _version_of(module: Any) -> str | None:
+    version = getattr(module, "__version__", None)
+    return str(version) if version is not None else None
+
+
+def _stored_values(namespace: Mapping[str, Any], entries: list[dict[str, Any]]) -> Iterable[Any]:
+    for e in entries:
+        if e["kind"] != "skipped":
+            yield namespace[e["name"]]
+
+
+def _note_package(packages: dict[str, str], value: Any) -> None:
+    module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
+    top = (module or "").split(".")[0]
+    if not top or top in packages or top in ("builtins", "__main__") or top in sys.stdlib_module_names:
+        return
+    version = _version_of(sys.modules.get(top))
+    if version is not None:
+        packages[top] = version
+
+
+def environment(workspace: str) -> dict[str, Any]:
+    """Who and where a commit is made: user, host, Python and dill versions."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (some containers)
+        user = "unknown"
+    return {
+        "workspace": workspace,
+        "user": user,
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "dill": _dill_version(),
+    }
+
+
+def _dill_version() -> str:
+    from importlib.metadata import version
+
+    return version("dill")
+
+
+def packages_json(packages: dict[str, str]) -> str:
+    return json.dumps(dict(sorted(packages.items())))
+
+
+# -- checkout --------------------------------------------------------------------------
+
+
+class Loader:
+    """Unpickles the entries of one commit, each object at most once.
+
+    Args:
+        chunks: where the objects are.
+        commit: the snapshot, with its entries.
+        namespace: the globals that restored functions are bound to.
+        prefer_namespace: names that the namespace, not the snapshot, supplies
+            when a restored value refers to them (a partial checkout leaves
+            the namespace's classes in place, so instances are of those).
+    """
+
+    def __init__(
+        self,
+        chunks: ChunkStore,
+        commit: Commit,
+        namespace: MutableMapping[str, Any],
+        prefer_namespace: Iterable[str] = (),
+    ) -> None:
+        self._chunks = chunks
+        self.commit = commit
+        self._entries = {e.name: e for e in commit.entries}
+        self._namespace = namespace
+        self._prefer_namespace = set(prefer_namespace)
+        self._values: dict[str, Any] = {}
+        self._objects: dict[str, Any] = {}
+        self._loading: set[str] = set()
+
+    def load(self, name: str) -> Any:
+        """The value of ``name`` in the snapshot.
+
+        Raises:
+            KeyError: the snapshot has no such name.
+            RestoreError: it was skipped at commit, or cannot be unpickled here.
+            CorruptChunk: its stored bytes are damaged (names the variable).
+        """
+        if name in self._values:
+            return self._values[name]
+        entry = self._entries[name]
+        if entry.kind == "skipped":
+            raise RestoreError(name, f"it was skipped at commit: {entry.reason}")
+        if entry.kind == "module":
+            try:
+                value = importlib.import_module(entry.module or name)
+            except Exception as exc:
+                raise RestoreError(name, f"cannot import module {entry.module!r}: {exc}") from exc
+        else:
+            value = self._load_value(entry)
+        self._values[name] = value
+        return value
+
+    def _load_value(self, entry: Entry) -> Any:
+        assert entry.object_id is not None
+        if entry.object_id not in self._objects:
+            if entry.name in self._loading:
+                raise RestoreError(entry.name, "it refers to itself while being restored")
+            self._loading.add(entry.name)
+            try:
+                try:
+                    _, parts = self._chunks.read(bytes.fromhex(entry.object_id))
+                except CorruptChunk as exc:
+                    raise CorruptChunk(exc.chunk_id, exc.expected, exc.got, entry.name) from None
+                try:
+                    self._objects[entry.object_id] = loads(
+                        parts,
+                        module=self.commit.workspace,
+                        resolve=self.resolve,
+                        namespace=self._namespace,  # type: ignore[arg-type]
+                    )
+                except (RestoreError, CorruptChunk):
+                    raise
+                except Exception as exc:
+                    raise RestoreError(entry.name, f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                self._loading.discard(entry.name)
+        obj = self._objects[entry.object_id]
+        return obj if entry.slot is None else obj[entry.slot]
+
+    def resolve(self, name: str) -> Any:
+        """What a workspace name in a stored value refers to (a class, a function …)."""
+        if name in self._prefer_namespace and name in self._namespace:
+            return self._namespace[name]
+        entry = self._entries.get(name)
+        if entry is not None and entry.kind != "skipped":
+            return self.load(name)
+        if name in self._namespace:
+            return self._namespace[name]
+        main = sys.modules.get("__main__")
+        if main is not None and hasattr(main, name):
+            return getattr(main, name)
+        raise RestoreError(
+            name,
+            f"it refers to {self.commit.workspace}.{name}, which is neither in snapshot "
+            f"{self.commit.short_id} nor in the namespace",
+        )
+
+
+def version_warnings(commit: Commit) -> list[str]:
+    """Differences between the Python/dill that wrote ``commit`` and the running ones."""
+    found = []
+    ours = platform.python_version()
+    if commit.python.split(".")[:2] != ours.split(".")[:2]:
+        found.append(f"snapshot {commit.short_id} was written by Python {commit.python}, this is {ours}")
+    dill = _dill_version()
+    if commit.dill != dill:
+        found.append(f"snapshot {commit.short_id} was written with dill {commit.dill}, this is {dill}")
+    for message in found:
+        warnings.warn(message, VersionMismatchWarning, stacklevel=4)
+    return found

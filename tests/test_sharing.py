@@ -1,0 +1,95 @@
+"""Names that share mutable objects are stored together and keep their identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import stashdb
+from conftest import last_json, run_python
+from stashdb.serialize import find_groups
+
+
+def test_aliases_and_shared_inner_objects_keep_identity_in_a_fresh_process(tmp_path: Path) -> None:
+    run_python(
+        """
+        import stashdb
+        class Node:
+            def __init__(self, payload):
+                self.payload = payload
+        a = [1, 2, 3]
+        b = a
+        d = {"k": a}
+        inner = [0]
+        x = [inner, 1]
+        y = [inner, 2]
+        target = {"v": 1}
+        node = Node(target)
+        unrelated = [9]
+        stashdb.commit()
+        """,
+        tmp_path,
+    )
+    result = run_python(
+        """
+        import stashdb
+        stashdb.checkout()
+        import json  # after: an exact checkout removes names the snapshot lacks
+        print(json.dumps([b is a, d["k"] is a, x[0] is y[0], node.payload is target,
+                          unrelated is not a]))
+        """,
+        tmp_path,
+    )
+    assert last_json(result) == [True, True, True, True, True]
+
+
+def test_groups_are_recorded_in_the_manifest(repo: stashdb.Repo) -> None:
+    a = [1]
+    ns = {"a": a, "b": a, "d": {"k": a}, "solo": [2]}
+    commit = repo.commit(namespace=ns)
+    assert commit.entry("a").group == ("b", "d")
+    assert commit.entry("solo").group == ()
+    assert commit.entry("a").object_id == commit.entry("d").object_id
+
+
+def test_unrelated_arrays_and_frames_stay_separate() -> None:
+    ns = {
+        "x": np.zeros(10),
+        "y": np.ones(10),
+        "df1": pd.DataFrame({"a": [1, 2]}),
+        "df2": pd.DataFrame({"a": [3.0], "b": ["s"]}),
+        "s1": pd.Series([1, 2]),
+        "n1": 5,
+        "n2": 5,
+        "t1": (1, 2),
+        "t2": (1, 2),
+        "cls": dict,
+        "fn": len,
+    }
+    assert find_groups(ns) == [[n] for n in ns]
+
+
+def test_immutable_containers_holding_shared_objects_still_tie() -> None:
+    shared: list[int] = []
+    assert find_groups({"t": (shared, 1), "u": (2, (shared,)), "v": [3]}) == [["t", "u"], ["v"]]
+
+
+def test_restoring_one_name_of_a_group_brings_back_that_name(repo: stashdb.Repo) -> None:
+    a = [1, 2]
+    repo.commit(namespace={"a": a, "d": {"k": a}})
+    ns: dict[str, object] = {}
+    report = repo.checkout(only=["d"], namespace=ns)
+    assert report.restored == ["d"]
+    assert ns == {"d": {"k": [1, 2]}}
+
+
+def test_a_group_with_one_unpicklable_member_stores_the_others(repo: stashdb.Repo) -> None:
+    import threading
+
+    a = [1]
+    ns = {"a": a, "holder": {"list": a, "lock": threading.Lock()}}
+    commit = repo.commit(namespace=ns)
+    assert commit.stored == ["a"]
+    assert [s.name for s in commit.skipped] == ["holder"]
