@@ -1,0 +1,127 @@
+"""Finding, creating and opening stores; clear errors for anything that is not one."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+import stashdb
+from conftest import run_python
+from stashdb.db.schema import FORMAT_VERSION
+
+
+def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path / "project")
+    assert (tmp_path / "project" / ".stashdb" / "stash.db").is_file()
+    again = stashdb.init(tmp_path / "project")
+    assert again.location == repo.location
+    with sqlite3.connect(tmp_path / "project" / ".stashdb" / "stash.db") as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 65536
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+
+
+def test_the_store_is_found_by_walking_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stashdb.init(tmp_path)
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    stashdb.commit("from below", namespace={"x": 1})
+    assert not (deep / ".stashdb").exists()
+    assert [c.message for c in stashdb.log(repo=tmp_path)] == ["from below"]
+
+
+def test_reading_without_a_store_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(stashdb.StoreNotFound, match="stashdb.init"):
+        stashdb.log()
+    with pytest.raises(stashdb.StoreNotFound):
+        stashdb.checkout(namespace={})
+
+
+def test_repo_accepts_a_directory_a_store_dir_a_file_a_url_or_a_repo(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path / "p")
+    stashdb.commit("x", namespace={"x": 1}, repo=repo)
+    db = tmp_path / "p" / ".stashdb" / "stash.db"
+    for form in (tmp_path / "p", str(tmp_path / "p" / ".stashdb"), str(db), f"sqlite:///{db}"):
+        assert stashdb.show(repo=form).message == "x"
+
+
+def test_commit_creates_a_store_in_a_new_directory(tmp_path: Path) -> None:
+    stashdb.commit(namespace={"x": 1}, repo=tmp_path / "fresh")
+    assert (tmp_path / "fresh" / ".stashdb" / "stash.db").is_file()
+
+
+def test_files_that_are_not_stores(tmp_path: Path) -> None:
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello " * 1000)
+    other_db = tmp_path / "other.db"
+    with sqlite3.connect(other_db) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    for path, why in [
+        (text_file, "not a database"),
+        (other_db, "no stashdb 'meta' table"),
+        (empty_dir, "has no .stashdb"),
+        (tmp_path / "missing", "no such file"),
+    ]:
+        with pytest.raises(stashdb.NotAStore, match=why):
+            stashdb.log(repo=path)
+
+
+def test_a_truncated_store_is_not_a_traceback(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path / "p")
+    repo.commit(namespace={"x": list(range(100_000))})
+    repo.close()
+    stashdb.api._open_repos.clear()
+    db = tmp_path / "p" / ".stashdb" / "stash.db"
+    db.write_bytes(db.read_bytes()[:1000])
+    with pytest.raises(stashdb.NotAStore):
+        stashdb.log(repo=tmp_path / "p")
+
+
+def test_a_store_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path / "p")
+    with repo.store.engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'format_version'"))
+    repo.close()
+    stashdb.api._open_repos.clear()
+    with pytest.raises(stashdb.UnsupportedFormat, match="upgrade stashdb") as info:
+        stashdb.log(repo=tmp_path / "p")
+    assert (info.value.found, info.value.supported) == (99, FORMAT_VERSION)
+
+
+def test_import_stashdb_is_light(tmp_path: Path) -> None:
+    result = run_python(
+        """
+        import sys
+        import stashdb
+        heavy = [m for m in ("sqlalchemy", "dill", "alembic", "numpy", "zstandard") if m in sys.modules]
+        print(heavy)
+        """,
+        tmp_path,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_restoring_one_small_variable_does_not_import_dill(tmp_path: Path) -> None:
+    run_python("import stashdb\nsmall = {'a': 1}\nsquare = lambda v: v * v\nstashdb.commit()\n", tmp_path)
+    result = run_python(
+        """
+        import sys, stashdb
+        stashdb.checkout(only=["small"])
+        print("dill" in sys.modules, "alembic" in sys.modules)
+        """,
+        tmp_path,
+    )
+    assert result.stdout.strip() == "False False"
+
+
+def test_a_repo_in_a_namespace_is_stored_as_its_location(repo: stashdb.Repo) -> None:
+    repo.commit(namespace={"store": repo})
+    ns: dict[str, object] = {}
+    repo.checkout(namespace=ns)
+    restored = ns["store"]
+    assert isinstance(restored, stashdb.Repo) and restored.url == repo.url
