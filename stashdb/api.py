@@ -120,7 +120,8 @@ def open(repo: RepoLike = None, *, create: bool = False) -> Repo:
         if not db.is_file():
             if create:
                 return init(path)
-            raise NotAStore(str(path), f"it has no {STORE_DIR}/{STORE_FILE}; run stashdb.init() there")
+            why = f"it has no {STORE_DIR}/{STORE_FILE}; run stashdb.init() there"
+            raise NotAStore(str(path), why)
         return _cached(_sqlite_url(db), create=False, location=str(db.parent))
     if path.is_file():
         return _cached(_sqlite_url(path), create=False, location=str(path))

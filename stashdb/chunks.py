@@ -21,7 +21,14 @@ from stashdb.db import schema
 from stashdb.db.engine import read_transaction, write_transaction
 from stashdb.errors import CorruptChunk
 
-__all__ = ["CHUNK_SIZE", "ChunkStore", "ObjectWriter", "StoredObject", "chunk_id"]
+__all__ = [
+    "CHUNK_SIZE",
+    "ChunkStore",
+    "ObjectWriter",
+    "StoredObject",
+    "chunk_id",
+    "object_id_of",
+]
 
 #: Largest chunk. A few MiB keeps every row far below the ~1 GB value limit of
 #: SQLite and PostgreSQL while keeping per-row overhead small (DESIGN.md rule 4).
@@ -45,6 +52,20 @@ _BATCH = 500
 def chunk_id(data: Any) -> bytes:
     """The 16-byte id of a chunk: xxh3-128 of its uncompressed bytes."""
     return xxhash.xxh3_128_digest(data)
+
+
+def object_id_of(pickler: str, parts: Sequence[Any]) -> bytes:
+    """The id an object made of ``parts`` has (or would have) in the store."""
+    views = _views(parts)
+    return _object_id(pickler, views, _layout(views))
+
+
+def _views(parts: Sequence[Any]) -> list[memoryview]:
+    return [memoryview(p).cast("B") for p in parts]
+
+
+def _layout(views: list[memoryview]) -> list[list[tuple[bytes, memoryview]]]:
+    return [[(chunk_id(c), c) for c in _split(v)] for v in views]
 
 
 def _compressor() -> Any:
@@ -117,8 +138,8 @@ class ObjectWriter:
 
     def put(self, pickler: str, parts: Sequence[Any]) -> StoredObject:
         """Store one object made of ``parts`` (the pickle stream, then its buffers)."""
-        views = [memoryview(p).cast("B") for p in parts]
-        layout = [[(chunk_id(c), c) for c in _split(v)] for v in views]
+        views = _views(parts)
+        layout = _layout(views)
         object_id = _object_id(pickler, views, layout)
         raw_size = sum(v.nbytes for v in views)
 
@@ -209,7 +230,9 @@ class ObjectWriter:
         return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_RAW, "data": bytes(data)}
 
 
-def _object_id(pickler: str, views: list[memoryview], layout: list[list[tuple[bytes, Any]]]) -> bytes:
+def _object_id(
+    pickler: str, views: list[memoryview], layout: list[list[tuple[bytes, memoryview]]]
+) -> bytes:
     # The id covers who pickled it and the exact chunk layout of every part.
     h = xxhash.xxh3_128()
     h.update(pickler.encode())
@@ -235,12 +258,11 @@ class ChunkStore:
         Raises:
             CorruptChunk: a chunk is missing or does not match its hash.
         """
-        oc, ch, ob = schema.object_chunks.c, schema.chunks.c, schema.objects.c
+        oc, ob = schema.object_chunks.c, schema.objects.c
         with read_transaction(self._engine) as conn:
             head = conn.execute(select(ob.pickler, ob.parts).where(ob.id == object_id)).first()
             if head is None:
-                hexid = object_id.hex()
-                raise CorruptChunk(hexid, hexid, "missing object")
+                raise CorruptChunk(object_id.hex(), None)
             layout = conn.execute(
                 select(oc.part, oc.seq, oc.chunk_id, oc.raw_size)
                 .where(oc.object_id == object_id)
@@ -259,15 +281,18 @@ class ChunkStore:
             seen = set()
             for cid, codec, data in self._fetch(conn, list(by_id)):
                 seen.add(cid)
-                raw = _decompress(data) if codec == CODEC_ZSTD else data
+                try:
+                    raw = _decompress(data) if codec == CODEC_ZSTD else data
+                except Exception:  # damaged compressed bytes: report them as damage
+                    raise CorruptChunk(cid.hex(), chunk_id(data).hex()) from None
                 got = chunk_id(raw)
                 if got != cid:
-                    raise CorruptChunk(cid.hex(), cid.hex(), got.hex())
+                    raise CorruptChunk(cid.hex(), got.hex())
                 for part, offset in by_id[cid]:
                     parts[part][offset : offset + len(raw)] = raw
             missing = [cid for cid in by_id if cid not in seen]
             if missing:
-                raise CorruptChunk(missing[0].hex(), missing[0].hex(), "missing chunk")
+                raise CorruptChunk(missing[0].hex(), None)
         return head.pickler, parts
 
     def _fetch(self, conn: Connection, ids: Iterable[bytes]) -> Iterator[tuple[bytes, int, bytes]]:

@@ -125,18 +125,27 @@ class NameNotInSnapshot(StashError):
 
 
 class CorruptChunk(StashError):
-    """A stored chunk does not match its hash."""
+    """A stored chunk is missing or does not match its hash.
 
-    def __init__(self, chunk_id: str, expected: str, got: str, name: str | None = None) -> None:
+    ``expected`` is the chunk's id (the hash its bytes must have); ``got`` is
+    the hash they have, or None when the chunk is missing.
+    """
+
+    def __init__(self, chunk_id: str, got: str | None, name: str | None = None) -> None:
         self.chunk_id = chunk_id
-        self.expected = expected
+        self.expected = chunk_id
         self.got = got
         self.name = name
         where = f" of variable {name!r}" if name else ""
+        problem = "is missing" if got is None else f"is damaged (its bytes hash to {got[:16]})"
         super().__init__(
-            f"chunk {chunk_id[:16]}{where} is damaged (hash {got[:16]}, expected "
-            f"{expected[:16]}); the other variables still restore"
+            f"chunk {chunk_id[:16]}{where} {problem}; the other variables still restore "
+            "(run `stashdb verify` to see everything affected)"
         )
+
+    def for_name(self, name: str) -> CorruptChunk:
+        """The same error, naming the variable whose value needed the chunk."""
+        return CorruptChunk(self.chunk_id, self.got, name)
 
 
 class VersionMismatchWarning(UserWarning):

@@ -36,6 +36,7 @@ class Entry:
     version: str | None = None  # module entries: its version when committed
     object_id: str | None = None  # hex id of the stored object
     slot: int | None = None  # index in its group, None when stored alone
+    value_hash: str | None = None  # object id it would have stored alone (sees group members)
     group: tuple[str, ...] = ()  # the other names sharing its object
 
     @property
@@ -50,6 +51,8 @@ class Entry:
             return self.module == other.module
         if self.kind == "skipped":
             return self.type_name == other.type_name and self.reason == other.reason
+        if self.value_hash is not None and other.value_hash is not None:
+            return self.value_hash == other.value_hash
         return self.object_id == other.object_id and self.slot == other.slot
 
 
@@ -182,17 +185,32 @@ class Diff:
             if c.status == "unchanged":
                 continue
             mark = {"added": "+", "removed": "-", "changed": "~"}[c.status]
-            entry = c.new or c.old
-            assert entry is not None
-            line = f"{mark} {c.name} ({entry.type_name})"
-            if c.status == "changed" and (c.old_value is not None or c.new_value is not None):
-                line += f": {c.old_value or (c.old and c.old.preview)} → {c.new_value or (c.new and c.new.preview)}"
+            if c.old is not None and c.new is not None:
+                size = f"{_size(c.old.size)} → {_size(c.new.size)}"
+                before = _clip(c.old_value or c.old.preview)
+                shown = f"{before} → {_clip(c.new_value or c.new.preview)}"
+                lines.append(f"{mark} {c.name} ({c.new.type_name}, {size}): {shown}")
             else:
-                line += f": {entry.preview}"
-            lines.append(line)
+                entry = c.new or c.old
+                assert entry is not None
+                shown = _clip(entry.literal or entry.preview)
+                lines.append(f"{mark} {c.name} ({entry.type_name}, {_size(entry.size)}): {shown}")
         if len(lines) == 1:
             lines.append("  (no differences)")
         return "\n".join(lines)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
 
 
 @dataclass(frozen=True)
@@ -209,9 +227,12 @@ class CheckoutReport:
 
     commit: Commit
     restored: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # names deleted to match the snapshot
-    skipped: list[Skipped] = field(default_factory=list)  # not in the snapshot's store: left as they were
-    failed: list[Failure] = field(default_factory=list)  # could not be unpickled: left as they were
+    #: Names deleted so that the namespace equals the snapshot.
+    removed: list[str] = field(default_factory=list)
+    #: Names the snapshot could not store: left as they are in the namespace.
+    skipped: list[Skipped] = field(default_factory=list)
+    #: Names that could not be restored here: left as they are in the namespace.
+    failed: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property

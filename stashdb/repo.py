@@ -217,8 +217,9 @@ class Repo:
             self._note_module_version(entry, report)
 
         if only is None and not merge:
-            for name in list(ns):
-                if isinstance(name, str) and name not in in_snapshot and not excluded_by_default(name):
+            extra = [n for n in ns if isinstance(n, str) and n not in in_snapshot]
+            for name in extra:
+                if not excluded_by_default(name):
                     del ns[name]
                     report.removed.append(name)
         ns.update(restored)
@@ -239,7 +240,7 @@ class Repo:
             )
 
 
-class _SnapshotGlobals(dict):  # type: ignore[type-arg]
+class _SnapshotGlobals(dict[str, Any]):
     """Globals for functions read through a Snapshot: other names load on first use."""
 
     def __init__(self, snapshot: Snapshot) -> None:

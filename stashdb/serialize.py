@@ -97,10 +97,11 @@ class WorkspaceRefs:
         by_name: dict[int, str] = {}
         for name in names:
             value = namespace[name]
-            if is_workspace_defined(value, module):
-                # The binding that matches the object's own __name__ wins (P = Point).
-                if id(value) not in by_name or getattr(value, "__name__", None) == name:
-                    by_name[id(value)] = name
+            # The binding that matches the object's own __name__ wins (P = Point).
+            if is_workspace_defined(value, module) and (
+                id(value) not in by_name or getattr(value, "__name__", None) == name
+            ):
+                by_name[id(value)] = name
         return cls(namespace, module, by_name)
 
 
@@ -234,7 +235,7 @@ def _dumps_dill(value: Any, refs: WorkspaceRefs, root_ids: set[int]) -> tuple[st
     namespace = refs.namespace
     namespace_is_module_dict = _is_module_dict(namespace)
 
-    class WorkspacePickler(dill.Pickler):  # type: ignore[misc]
+    class WorkspacePickler(dill.Pickler):
         def persistent_id(self, obj: Any) -> Any:
             if obj is namespace:
                 return ("ns",)
@@ -306,7 +307,8 @@ def _reduce_enum_class(cls: enum.EnumMeta) -> Any:
     bases = cls.__bases__
     probe = metaclass("_probe", bases, metaclass.__prepare__("_probe", bases))
     internal = set(vars(probe)) - {"__doc__", "__module__", "__qualname__"}
-    members = [(name, member._value_) for name, member in cls.__members__.items()]
+    by_name: Mapping[str, Any] = cls.__members__
+    members = [(name, member._value_) for name, member in by_name.items()]
     body = {
         key: value
         for key, value in vars(cls).items()
@@ -316,11 +318,14 @@ def _reduce_enum_class(cls: enum.EnumMeta) -> Any:
 
 
 def _make_enum(
-    metaclass: type, name: str, bases: tuple[type, ...], members: list[tuple[str, Any]],
+    metaclass: type,
+    name: str,
+    bases: tuple[type, ...],
+    members: list[tuple[str, Any]],
     body: dict[str, Any],
 ) -> Any:
     """Rebuild an Enum class stored by `_reduce_enum_class` (part of the stored format)."""
-    namespace = metaclass.__prepare__(name, bases)  # type: ignore[attr-defined]
+    namespace = metaclass.__prepare__(name, bases)
     for key, value in members:
         namespace[key] = value
     for key, value in body.items():

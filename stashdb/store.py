@@ -373,6 +373,7 @@ def _entries_from_rows(rows: list[Any]) -> list[Entry]:
                 version=r.version,
                 object_id=object_id.hex() if object_id else None,
                 slot=r.slot,
+                value_hash=r.value_hash,
                 group=tuple(n for n in group if n != r.name),
             )
         )

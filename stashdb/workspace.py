@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stashdb.chunks import ChunkStore, ObjectWriter
+from stashdb.chunks import ChunkStore, ObjectWriter, object_id_of
 from stashdb.errors import (
     CorruptChunk,
     NameNotInNamespace,
@@ -129,7 +129,7 @@ def capture(namespace: Mapping[str, Any], names: list[str], writer: ObjectWriter
             name,
         ):
             # `P = Point`: store a reference, so that after checkout `P is Point`.
-            _store(result, writer, [name], [value], dumps_alias(refs.by_name[id(value)]))
+            _store(result, writer, [name], [value], dumps_alias(refs.by_name[id(value)]), refs)
         else:
             plain[name] = value
 
@@ -148,9 +148,9 @@ def capture(namespace: Mapping[str, Any], names: list[str], writer: ObjectWriter
                 except Unpicklable as member_exc:
                     result.entries.append(_skipped(name, value, member_exc.reason))
                 else:
-                    _store(result, writer, [name], [value], alone)
+                    _store(result, writer, [name], [value], alone, refs)
             continue
-        _store(result, writer, group, values, packed)
+        _store(result, writer, group, values, packed, refs)
 
     for entry_value in _stored_values(namespace, result.entries):
         _note_package(result.packages, entry_value)
@@ -159,7 +159,12 @@ def capture(namespace: Mapping[str, Any], names: list[str], writer: ObjectWriter
 
 
 def _store(
-    result: Capture, writer: ObjectWriter, names: list[str], values: list[Any], packed: Pickled
+    result: Capture,
+    writer: ObjectWriter,
+    names: list[str],
+    values: list[Any],
+    packed: Pickled,
+    refs: WorkspaceRefs,
 ) -> None:
     stored = writer.put(packed.pickler, packed.parts)
     result.chunks_written += stored.chunks_written
@@ -173,6 +178,9 @@ def _store(
                 status="reused" if stored.reused else "stored",
                 object_id=stored.object_id,
                 slot=slot if len(names) > 1 else None,
+                value_hash=(
+                    _value_hash(value, name, refs) if len(names) > 1 else stored.object_id.hex()
+                ),
                 type_name=info.type_name,
                 size=stored.raw_size,
                 stored_size=stored.stored_size,
@@ -184,9 +192,22 @@ def _store(
         )
 
 
+def _value_hash(value: Any, name: str, refs: WorkspaceRefs) -> str | None:
+    """The object id a group member would have stored alone, so diffs see whether *it* changed.
+
+    Costs a second pickling of grouped values only (their buffers are hashed
+    in place, not copied). For a value stored alone it is its object id.
+    """
+    try:
+        alone = dumps(value, refs, roots=[name])
+    except Unpicklable:
+        return None
+    return object_id_of(alone.pickler, alone.parts).hex()
+
+
 def _row(name: str, **fields: Any) -> dict[str, Any]:
     row = dict.fromkeys(
-        ("object_id", "slot", "shape", "literal", "reason", "module", "version")
+        ("object_id", "slot", "value_hash", "shape", "literal", "reason", "module", "version")
     )
     row.update(name=name, size=0, stored_size=0, seconds=0.0)
     row.update(fields)
@@ -238,7 +259,9 @@ def _stored_values(namespace: Mapping[str, Any], entries: list[dict[str, Any]]) 
 def _note_package(packages: dict[str, str], value: Any) -> None:
     module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
     top = (module or "").split(".")[0]
-    if not top or top in packages or top in ("builtins", "__main__") or top in sys.stdlib_module_names:
+    if not top or top in packages or top in ("builtins", "__main__"):
+        return
+    if top in sys.stdlib_module_names:
         return
     version = _version_of(sys.modules.get(top))
     if version is not None:
@@ -334,7 +357,7 @@ class Loader:
                 try:
                     _, parts = self._chunks.read(bytes.fromhex(entry.object_id))
                 except CorruptChunk as exc:
-                    raise CorruptChunk(exc.chunk_id, exc.expected, exc.got, entry.name) from None
+                    raise exc.for_name(entry.name) from None
                 try:
                     self._objects[entry.object_id] = loads(
                         parts,
@@ -375,10 +398,14 @@ def version_warnings(commit: Commit) -> list[str]:
     found = []
     ours = platform.python_version()
     if commit.python.split(".")[:2] != ours.split(".")[:2]:
-        found.append(f"snapshot {commit.short_id} was written by Python {commit.python}, this is {ours}")
+        found.append(
+            f"snapshot {commit.short_id} was written by Python {commit.python}, this is {ours}"
+        )
     dill = _dill_version()
     if commit.dill != dill:
-        found.append(f"snapshot {commit.short_id} was written with dill {commit.dill}, this is {dill}")
+        found.append(
+            f"snapshot {commit.short_id} was written with dill {commit.dill}, this is {dill}"
+        )
     for message in found:
         warnings.warn(message, VersionMismatchWarning, stacklevel=4)
     return found

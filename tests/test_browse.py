@@ -129,7 +129,7 @@ def test_diff_reports_added_removed_changed_with_old_and_new_values(repo: stashd
     s = next(c for c in diff.changed if c.name == "s")
     assert (s.old_value, s.new_value) == ("'old'", "'new'")
     text = str(diff)
-    assert "+ new (tuple)" in text and "- gone (list)" in text and "~ n (int): 1 → 2" in text
+    assert "+ new (tuple, " in text and "- gone (list, " in text and ": 1 → 2" in text
     assert not repo.diff("HEAD", "HEAD")
 
 
@@ -158,3 +158,15 @@ def test_log_limit_branch_and_all(repo: stashdb.Repo) -> None:
     assert [c.message for c in repo.log(branch="side")] == ["s1", "m1"]
     assert [c.message for c in repo.log(all=True)] == ["m2", "s1", "m1"]
     assert repo.log()[0].tags == ("release",)
+
+
+def test_a_group_member_that_did_not_change_is_not_reported_changed(repo: stashdb.Repo) -> None:
+    raw = [{"id": i} for i in range(100)]
+    rows = raw[:50]  # shares its dicts with raw: one group
+    repo.commit(namespace={"raw": raw, "rows": rows})
+    rows = rows[:10]
+    repo.commit(namespace={"raw": raw, "rows": rows})
+    diff = repo.diff("HEAD~1")
+    assert [c.name for c in diff.changed] == ["rows"]
+    assert [c.name for c in diff.unchanged] == ["raw"]
+    assert [v.status for v in repo.history("raw")] == ["added"]

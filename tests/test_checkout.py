@@ -6,9 +6,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import last_json, run_python
 
 import stashdb
-from conftest import last_json, run_python
 from stashdb.db import schema
 
 
@@ -154,3 +154,31 @@ def test_module_level_functions_use_the_callers_globals(tmp_path: Path) -> None:
     )
     assert last_json(result) == [1, 2]
     assert "created a new store" in result.stderr
+
+
+def test_a_damaged_chunk_fails_only_its_variable(repo: stashdb.Repo) -> None:
+    from sqlalchemy import select, update
+
+    commit = repo.commit(namespace={"good": [1, 2, 3], "bad": "x" * 5000})
+    bad_object = bytes.fromhex(commit.entry("bad").object_id or "")
+    with repo.store.engine.begin() as conn:
+        chunk = conn.execute(
+            select(schema.object_chunks.c.chunk_id).where(
+                schema.object_chunks.c.object_id == bad_object
+            )
+        ).scalar_one()
+        data = conn.execute(
+            select(schema.chunks.c.data).where(schema.chunks.c.id == chunk)
+        ).scalar_one()
+        flipped = bytes([data[0] ^ 0xFF]) + data[1:]
+        conn.execute(
+            update(schema.chunks).where(schema.chunks.c.id == chunk).values(data=flipped)
+        )
+    ns: dict[str, object] = {}
+    report = repo.checkout(namespace=ns)
+    assert ns == {"good": [1, 2, 3]}
+    assert [f.name for f in report.failed] == ["bad"]
+    assert "damaged" in report.failed[0].reason and "'bad'" in report.failed[0].reason
+    with pytest.raises(stashdb.CorruptChunk) as info:
+        repo.at()["bad"]
+    assert info.value.name == "bad" and info.value.chunk_id == chunk.hex()

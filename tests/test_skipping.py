@@ -7,8 +7,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import stashdb
 from conftest import last_json, run_python
+
+import stashdb
 
 
 class ExplodingReduce:

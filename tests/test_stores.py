@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 from sqlalchemy import text
 
 import stashdb
-from conftest import run_python
 from stashdb.db.schema import FORMAT_VERSION
 
 
@@ -34,7 +34,7 @@ def test_the_store_is_found_by_walking_up(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_reading_without_a_store_says_how_to_make_one(tmp_path: Path) -> None:
-    with pytest.raises(stashdb.StoreNotFound, match="stashdb.init"):
+    with pytest.raises(stashdb.StoreNotFound, match=r"stashdb\.init"):
         stashdb.log()
     with pytest.raises(stashdb.StoreNotFound):
         stashdb.checkout(namespace={})

@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("object_id", sa.LargeBinary(16)),
         sa.Column("slot", sa.Integer),
+        sa.Column("value_hash", sa.String(32)),
         sa.Column("type_name", sa.Text, nullable=False),
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("stored_size", sa.BigInteger, nullable=False),

@@ -107,6 +107,9 @@ entries = Table(
     Column("status", String(16), nullable=False),  # "stored", "reused" or "skipped"
     Column("object_id", LargeBinary(16)),  # NULL for modules and skipped names
     Column("slot", Integer),  # index in a group's tuple; NULL when the object is this value
+    # The object id this value has stored on its own (hex): tells whether a group
+    # member changed when only another member of its group did. NULL: use object_id.
+    Column("value_hash", String(32)),
     Column("type_name", Text, nullable=False),
     Column("size", BigInteger, nullable=False),  # pickled bytes of its object
     Column("stored_size", BigInteger, nullable=False),  # bytes its object takes in the store
