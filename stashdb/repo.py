@@ -91,7 +91,7 @@ class Repo:
         ns = namespace if namespace is not None else sys._getframe(1).f_globals
         names = select_names(ns, only, exclude)
         writer = self.store.chunks.writer()
-        captured = capture(ns, names, writer)
+        captured = capture(ns, names, writer, self.store.value_hashes)
         writer.flush()
         metadata = environment(str(ns.get("__name__", "__main__")))
         metadata.update(

@@ -16,6 +16,7 @@ placeholder and bound to the namespace being restored into.
 from __future__ import annotations
 
 import copyreg
+import datetime
 import enum
 import gc
 import io
@@ -396,11 +397,36 @@ def loads(
 
 
 def _never_ties() -> tuple[type, ...]:
-    # numpy dtype objects are shared singletons: every float64 array points at the
-    # same one, so they must not tie two unrelated arrays (measured: the only
-    # object two unrelated DataFrames share).
+    # Shared singletons that many unrelated values point at. numpy dtypes: every
+    # float64 array refers to the same one (measured: the only object two
+    # unrelated DataFrames share). Enum members and tzinfo objects: every value
+    # holding Color.RED or a UTC timestamp would otherwise be one group.
+    found: list[type] = [enum.Enum, datetime.tzinfo]
     numpy = sys.modules.get("numpy")
-    return (numpy.dtype,) if numpy is not None else ()
+    if numpy is not None:
+        found.append(numpy.dtype)
+    return tuple(found)
+
+
+_SKIP, _ENTER, _TIE = 1, 2, 3
+
+
+class _TypeKinds(dict[type, int]):
+    """What the walk does with instances of each type, decided once per type."""
+
+    def __init__(self, never_ties: tuple[type, ...]) -> None:
+        super().__init__()
+        self._never_ties = never_ties
+
+    def learn(self, cls: type) -> int:
+        if cls in _ATOMS or issubclass(cls, _OPAQUE) or issubclass(cls, self._never_ties):
+            kind = _SKIP
+        elif issubclass(cls, _IMMUTABLE_CONTAINERS):
+            kind = _ENTER
+        else:
+            kind = _TIE
+        self[cls] = kind
+        return kind
 
 
 def find_groups(values: Mapping[str, Any]) -> list[list[str]]:
@@ -427,39 +453,44 @@ def find_groups(values: Mapping[str, Any]) -> list[list[str]]:
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
 
-    never_ties = _never_ties()
-    owner: dict[int, int] = {}
+    kinds = _TypeKinds(_never_ties())
+    kind_of = kinds.get
+    owner: dict[int, int] = {}  # id of a tying object -> index of the first name reaching it
     get_referents = gc.get_referents
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for i, name in enumerate(names):
             root = values[name]
-            if type(root) in _ATOMS or isinstance(root, _OPAQUE):
+            kind = kind_of(type(root)) or kinds.learn(type(root))
+            if kind == _SKIP:
                 continue
-            if not isinstance(root, _IMMUTABLE_CONTAINERS + never_ties):
+            if kind == _TIE:
                 j = owner.setdefault(id(root), i)
                 if j != i:
                     union(i, j)
                     continue
-            seen = {id(root)}
+            seen: set[int] = set()  # immutable containers already entered for this name
             stack = [root]
             while stack:
                 for ref in get_referents(stack.pop()):
-                    if type(ref) in _ATOMS or isinstance(ref, _OPAQUE):
+                    kind = kind_of(type(ref)) or kinds.learn(type(ref))
+                    if kind == _SKIP:
                         continue
                     rid = id(ref)
-                    if rid in seen:
-                        continue
-                    seen.add(rid)
-                    if isinstance(ref, never_ties):
-                        continue
-                    if not isinstance(ref, _IMMUTABLE_CONTAINERS):
-                        j = owner.setdefault(rid, i)
-                        if j != i:
-                            # The other name's walk already went below this object.
-                            union(i, j)
+                    if kind == _TIE:
+                        j = owner.get(rid)
+                        if j is None:
+                            owner[rid] = i
+                        else:
+                            if j != i:
+                                # The other name's walk already went below this object.
+                                union(i, j)
                             continue
+                    elif rid in seen:
+                        continue
+                    else:
+                        seen.add(rid)
                     stack.append(ref)
     finally:
         if was_enabled:

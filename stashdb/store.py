@@ -186,6 +186,17 @@ class Store:
                     return chain
                 chain.append(parents[0])
 
+    def value_hashes(self, object_id: bytes) -> dict[int, str]:
+        """Slot -> value hash recorded for the members of a group object, if any."""
+        e = schema.entries.c
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(e.slot, e.value_hash)
+                .where(e.object_id == object_id, e.slot.is_not(None), e.value_hash.is_not(None))
+                .distinct()
+            )
+            return {slot: value_hash for slot, value_hash in rows}
+
     def list_refs(self, kind: str | None = None) -> list[Ref]:
         with read_transaction(self.engine) as conn:
             return self.refs.list(conn, kind)

@@ -15,7 +15,7 @@ import socket
 import sys
 import types
 import warnings
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,15 +107,28 @@ class Capture:
     packages: dict[str, str] = field(default_factory=dict)
     chunks_written: int = 0
     bytes_written: int = 0
+    known_value_hashes: Callable[[bytes], dict[int, str]] = field(
+        default=lambda object_id: {}, repr=False
+    )
 
 
-def capture(namespace: Mapping[str, Any], names: list[str], writer: ObjectWriter) -> Capture:
+def capture(
+    namespace: Mapping[str, Any],
+    names: list[str],
+    writer: ObjectWriter,
+    known_value_hashes: Callable[[bytes], dict[int, str]] = lambda object_id: {},
+) -> Capture:
     """Pickle, hash and store each selected name; report the ones that cannot be stored.
 
     One value that cannot be pickled never fails the capture: it becomes a
     skipped entry with its type and the reason.
+
+    Args:
+        known_value_hashes: the value hashes recorded for the members of a
+            group object already in the store, so an unchanged group is not
+            pickled member by member again.
     """
-    result = Capture()
+    result = Capture(known_value_hashes=known_value_hashes)
     refs = WorkspaceRefs.of(namespace, names)
     plain: dict[str, Any] = {}
     for name in names:
@@ -169,6 +182,7 @@ def _store(
     stored = writer.put(packed.pickler, packed.parts)
     result.chunks_written += stored.chunks_written
     result.bytes_written += stored.bytes_written
+    known = result.known_value_hashes(stored.object_id) if stored.reused and len(names) > 1 else {}
     for slot, (name, value) in enumerate(zip(names, values)):
         info = describe(value)
         result.entries.append(
@@ -179,7 +193,9 @@ def _store(
                 object_id=stored.object_id,
                 slot=slot if len(names) > 1 else None,
                 value_hash=(
-                    _value_hash(value, name, refs) if len(names) > 1 else stored.object_id.hex()
+                    stored.object_id.hex()
+                    if len(names) == 1
+                    else known.get(slot) or _value_hash(value, name, refs)
                 ),
                 type_name=info.type_name,
                 size=stored.raw_size,

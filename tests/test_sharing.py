@@ -93,3 +93,19 @@ def test_a_group_with_one_unpicklable_member_stores_the_others(repo: stashdb.Rep
     commit = repo.commit(namespace=ns)
     assert commit.stored == ["a"]
     assert [s.name for s in commit.skipped] == ["holder"]
+
+
+def test_shared_singletons_do_not_tie_names() -> None:
+    import datetime
+    import enum
+
+    class Color(enum.Enum):
+        RED = 1
+
+    utc = datetime.timezone.utc
+    ns = {
+        "a": {"color": Color.RED, "when": datetime.datetime(2026, 1, 1, tzinfo=utc)},
+        "b": [Color.RED, datetime.datetime(2026, 1, 2, tzinfo=utc)],
+        "c": Color.RED,
+    }
+    assert find_groups(ns) == [["a"], ["b"], ["c"]]

@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("module", sa.Text),
         sa.Column("version", sa.Text),
     )
+    op.create_index("ix_entries_object_id", "entries", ["object_id"])
     op.create_table(
         "refs",
         sa.Column("name", sa.String(255), primary_key=True),

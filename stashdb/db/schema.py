@@ -120,6 +120,7 @@ entries = Table(
     Column("reason", Text),  # why it was skipped
     Column("module", Text),  # module entries: the module to import
     Column("version", Text),  # module entries: its version when committed
+    Index("ix_entries_object_id", "object_id"),
 )
 
 #: Branches (move on commit) and tags (fixed), in one namespace.
