@@ -25,6 +25,7 @@ from stashdb.workspace import (
     excluded_by_default,
     packages_json,
     select_names,
+    shell_names,
     version_warnings,
 )
 
@@ -217,9 +218,10 @@ class Repo:
             self._note_module_version(entry, report)
 
         if only is None and not merge:
+            hidden = shell_names(ns)
             extra = [n for n in ns if isinstance(n, str) and n not in in_snapshot]
             for name in extra:
-                if not excluded_by_default(name):
+                if not excluded_by_default(name, hidden):
                     del ns[name]
                     report.removed.append(name)
         ns.update(restored)

@@ -7,6 +7,7 @@ know only rows and bytes.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import getpass
 import importlib
 import json
@@ -15,7 +16,7 @@ import socket
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "environment",
     "excluded_by_default",
     "select_names",
+    "shell_names",
     "version_warnings",
 ]
 
@@ -56,9 +58,25 @@ IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 MAX_NAME = 255
 
 
-def excluded_by_default(name: str) -> bool:
+def excluded_by_default(name: str, hidden: Collection[str] = ()) -> bool:
     """``_``-prefixed names (``__builtins__``, IPython's ``_i1`` …) and IPython's own."""
-    return name.startswith("_") or name in IPYTHON_NAMES
+    return name.startswith("_") or name in IPYTHON_NAMES or name in hidden
+
+
+def shell_names(namespace: Mapping[str, Any]) -> set[str]:
+    """Names a running IPython shell put in ``namespace`` itself (its ``user_ns_hidden``).
+
+    Covers what the static list cannot (IPython 8 adds its own ``open``), and
+    only while they still hold IPython's objects: a user's own ``open`` counts.
+    IPython is consulted only when it is already imported.
+    """
+    ipython = sys.modules.get("IPython")
+    get_shell = getattr(ipython, "get_ipython", None)
+    shell = get_shell() if get_shell is not None else None
+    if shell is None or getattr(shell, "user_ns", None) is not namespace:
+        return set()
+    hidden = getattr(shell, "user_ns_hidden", {})
+    return {n for n, v in hidden.items() if n in namespace and namespace[n] is v}
 
 
 def select_names(
@@ -76,6 +94,7 @@ def select_names(
     """
     only_list = [only] if isinstance(only, str) else list(only or [])
     exclude_list = [exclude] if isinstance(exclude, str) else list(exclude or [])
+    hidden = shell_names(namespace)
     names = []
     unmatched = set(only_list)
     for name in namespace:
@@ -84,9 +103,9 @@ def select_names(
         if only_list:
             hits = [p for p in only_list if p == name or fnmatch.fnmatchcase(name, p)]
             unmatched.difference_update(hits)
-            if not hits or (excluded_by_default(name) and name not in only_list):
+            if not hits or (excluded_by_default(name, hidden) and name not in only_list):
                 continue
-        elif excluded_by_default(name):
+        elif excluded_by_default(name, hidden):
             continue
         if any(fnmatch.fnmatchcase(name, p) for p in exclude_list):
             continue
@@ -299,7 +318,13 @@ def environment(workspace: str) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def _dill_version() -> str:
+    # dill's own attribute when it is loaded; otherwise the package metadata,
+    # without importing dill (~40 ms) just to learn its version (~20 ms, once).
+    dill = sys.modules.get("dill")
+    if dill is not None and getattr(dill, "__version__", None):
+        return str(dill.__version__)
     from importlib.metadata import version
 
     return version("dill")

@@ -6,9 +6,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import last_json, run_python
 
 import stashdb
+from conftest import last_json, run_python
 from stashdb.db import schema
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from conftest import last_json, run_python
 
 import stashdb
+from conftest import last_json, run_python
 from stashdb.serialize import find_groups
 
 

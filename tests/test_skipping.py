@@ -7,9 +7,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from conftest import last_json, run_python
-
 import stashdb
+from conftest import last_json, run_python
 
 
 class ExplodingReduce:

@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_python
 from sqlalchemy import text
 
 import stashdb
+from conftest import run_python
 from stashdb.db.schema import FORMAT_VERSION
 
 
