@@ -479,13 +479,13 @@ def find_groups(values: Mapping[str, Any]) -> list[list[str]]:
                         continue
                     rid = id(ref)
                     if kind == _TIE:
-                        j = owner.get(rid)
-                        if j is None:
+                        first = owner.get(rid)
+                        if first is None:
                             owner[rid] = i
                         else:
-                            if j != i:
+                            if first != i:
                                 # The other name's walk already went below this object.
-                                union(i, j)
+                                union(i, first)
                             continue
                     elif rid in seen:
                         continue
