@@ -54,6 +54,7 @@ _LAZY = {
     "Skipped": "stashdb.model",
     "Failure": "stashdb.model",
     "Version": "stashdb.model",
+    "Rev": "stashdb.model",
     "InvalidRefName": "stashdb.refs",
     "Ref": "stashdb.refs",
 }
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
         Diff,
         Entry,
         Failure,
+        Rev,
         Skipped,
         Version,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from stashdb.errors import NotAStore, StoreNotFound
-from stashdb.model import CheckoutReport, Commit, Diff, Version
+from stashdb.model import CheckoutReport, Commit, Diff, Rev, Version
 from stashdb.refs import Ref
 from stashdb.repo import Repo, Snapshot
 
@@ -156,7 +156,7 @@ def commit(
 
 
 def checkout(
-    rev: str = "HEAD",
+    rev: Rev = "HEAD",
     *,
     only: Iterable[str] | None = None,
     namespace: MutableMapping[str, Any] | None = None,
@@ -175,27 +175,27 @@ def log(
     return open(repo).log(branch=branch, limit=limit, all=all)
 
 
-def show(rev: str = "HEAD", *, repo: RepoLike = None) -> Commit:
+def show(rev: Rev = "HEAD", *, repo: RepoLike = None) -> Commit:
     """One commit with its entries. See `Repo.show`."""
     return open(repo).show(rev)
 
 
-def diff(a: str, b: str = "HEAD", *, repo: RepoLike = None) -> Diff:
+def diff(a: Rev, b: Rev = "HEAD", *, repo: RepoLike = None) -> Diff:
     """What changed from ``a`` to ``b``. See `Repo.diff`."""
     return open(repo).diff(a, b)
 
 
-def tag(name: str, rev: str = "HEAD", *, repo: RepoLike = None, message: str | None = None) -> Ref:
+def tag(name: str, rev: Rev = "HEAD", *, repo: RepoLike = None, message: str | None = None) -> Ref:
     """Tag a commit. See `Repo.tag`."""
     return open(repo).tag(name, rev, message=message)
 
 
-def branch(name: str, rev: str = "HEAD", *, repo: RepoLike = None) -> Ref:
+def branch(name: str, rev: Rev = "HEAD", *, repo: RepoLike = None) -> Ref:
     """Start a branch. See `Repo.branch`."""
     return open(repo).branch(name, rev)
 
 
-def at(rev: str = "HEAD", *, repo: RepoLike = None) -> Snapshot:
+def at(rev: Rev = "HEAD", *, repo: RepoLike = None) -> Snapshot:
     """A lazy read-only mapping of a snapshot. See `Repo.at`."""
     return open(repo).at(rev)
 

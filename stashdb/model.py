@@ -12,6 +12,7 @@ __all__ = [
     "Diff",
     "Entry",
     "Failure",
+    "Rev",
     "Skipped",
     "Version",
 ]
@@ -256,3 +257,7 @@ class Version:
     status: str  # "added", "changed" or "removed"
     entry: Entry | None  # None when the name was removed in this commit
 
+
+#: Anything that names a commit: a rev string (id, short id, tag, branch, HEAD,
+#: REV~N) or a `Commit`.
+Rev = str | Commit

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from stashdb.db.engine import open_engine, safe_url
 from stashdb.errors import NameNotInSnapshot, RestoreError
-from stashdb.model import CheckoutReport, Commit, Diff, Entry, Failure, Skipped, Version
+from stashdb.model import CheckoutReport, Commit, Diff, Entry, Failure, Rev, Skipped, Version
 from stashdb.refs import Ref
 from stashdb.store import Store
 from stashdb.workspace import (
@@ -90,6 +90,7 @@ class Repo:
             NameNotInNamespace: an ``only`` pattern matches nothing.
         """
         ns = namespace if namespace is not None else sys._getframe(1).f_globals
+        message = "" if message is None else str(message)
         names = select_names(ns, only, exclude)
         writer = self.store.chunks.writer()
         captured = capture(ns, names, writer, self.store.value_hashes)
@@ -111,11 +112,11 @@ class Repo:
         )
         return self.store.get_commit(commit_id)
 
-    def tag(self, name: str, rev: str = "HEAD", *, message: str | None = None) -> Ref:
+    def tag(self, name: str, rev: Rev = "HEAD", *, message: str | None = None) -> Ref:
         """Name a commit for good. Raises `RefExists` if the name is taken."""
         return self.store.create_ref("tag", name, rev, message)
 
-    def branch(self, name: str, rev: str = "HEAD") -> Ref:
+    def branch(self, name: str, rev: Rev = "HEAD") -> Ref:
         """Start a branch at ``rev``. Raises `RefExists` if the name is taken."""
         return self.store.create_ref("branch", name, rev)
 
@@ -127,7 +128,7 @@ class Repo:
 
     # -- reading ---------------------------------------------------------------
 
-    def resolve(self, rev: str = "HEAD") -> str:
+    def resolve(self, rev: Rev = "HEAD") -> str:
         """The full commit id a rev names (id, short id, tag, branch, HEAD, REV~N)."""
         return self.store.resolve(rev)
 
@@ -148,11 +149,11 @@ class Repo:
         """Commits of a branch (default: the current one), newest first; ``all``: every ref."""
         return self.store.log(branch=branch, limit=limit, all=all)
 
-    def show(self, rev: str = "HEAD") -> Commit:
+    def show(self, rev: Rev = "HEAD") -> Commit:
         """One commit with its entries (type, sizes, preview, status). Unpickles nothing."""
         return self.store.get_commit(self.resolve(rev))
 
-    def diff(self, a: str, b: str = "HEAD") -> Diff:
+    def diff(self, a: Rev, b: Rev = "HEAD") -> Diff:
         """Names added, removed, changed and unchanged from ``a`` to ``b``. Unpickles nothing."""
         return self.store.diff(a, b)
 
@@ -160,7 +161,7 @@ class Repo:
         """The versions of one variable along a branch, newest first. Unpickles nothing."""
         return self.store.history(name, branch=branch)
 
-    def at(self, rev: str = "HEAD") -> Snapshot:
+    def at(self, rev: Rev = "HEAD") -> Snapshot:
         """A lazy, read-only mapping of a snapshot: a name is unpickled when read."""
         return Snapshot(self, self.show(rev))
 
@@ -168,7 +169,7 @@ class Repo:
 
     def checkout(
         self,
-        rev: str = "HEAD",
+        rev: Rev = "HEAD",
         *,
         only: Iterable[str] | None = None,
         namespace: MutableMapping[str, Any] | None = None,
@@ -226,7 +227,7 @@ class Repo:
                     report.removed.append(name)
         ns.update(restored)
         report.restored = sorted(restored)
-        if only is None and rev in {b.name for b in self.branches()}:
+        if only is None and isinstance(rev, str) and rev in {b.name for b in self.branches()}:
             self.store.set_head(rev)
         return report
 

@@ -20,7 +20,7 @@ from stashdb.chunks import ChunkStore
 from stashdb.db import schema
 from stashdb.db.engine import read_transaction, write_transaction
 from stashdb.errors import AmbiguousRevision, RevisionNotFound, StashError
-from stashdb.model import Change, Commit, Diff, Entry, Version
+from stashdb.model import Change, Commit, Diff, Entry, Rev, Version
 from stashdb.refs import Ref, Refs
 
 __all__ = ["MIN_SHORT_ID", "Store"]
@@ -47,7 +47,7 @@ class Store:
 
     # -- revs ------------------------------------------------------------------
 
-    def resolve(self, rev: str) -> str:
+    def resolve(self, rev: Rev) -> str:
         """The full id of the commit ``rev`` names.
 
         Raises:
@@ -57,7 +57,11 @@ class Store:
         with read_transaction(self.engine) as conn:
             return self._resolve(conn, rev)
 
-    def _resolve(self, conn: Connection, rev: str) -> str:
+    def _resolve(self, conn: Connection, rev: Rev) -> str:
+        if isinstance(rev, Commit):
+            rev = rev.id
+        if not isinstance(rev, str):
+            raise RevisionNotFound(repr(rev), "a rev is a string or a Commit")
         rev = rev.strip()
         match = _SUFFIX.match(rev)
         if match:
@@ -203,7 +207,7 @@ class Store:
 
     # -- diff and history --------------------------------------------------------
 
-    def diff(self, a: str, b: str) -> Diff:
+    def diff(self, a: Rev, b: Rev) -> Diff:
         """How snapshot ``b`` differs from ``a`` (both revs)."""
         old, new = self.get_commit(self.resolve(a)), self.get_commit(self.resolve(b))
         before = {e.name: e for e in old.entries}
@@ -308,7 +312,7 @@ class Store:
                 raise _LostRace  # rolls the whole commit back; the caller retries
         return commit_id
 
-    def create_ref(self, kind: str, name: str, rev: str, message: str | None = None) -> Ref:
+    def create_ref(self, kind: str, name: str, rev: Rev, message: str | None = None) -> Ref:
         with write_transaction(self.engine) as conn:
             return self.refs.create(conn, kind, name, self._resolve(conn, rev), message)
 

@@ -83,3 +83,12 @@ def test_deleting_refs(repo: stashdb.Repo, three: object) -> None:
         repo.delete_tag("t")
     with pytest.raises(stashdb.StashError, match="current branch"):
         repo.delete_branch("main")
+
+
+def test_a_commit_object_is_a_rev(repo: stashdb.Repo, three: list[stashdb.Commit]) -> None:
+    one = three[0]
+    assert repo.resolve(one) == one.id
+    assert repo.show(one).message == "one"
+    assert [c.name for c in repo.diff(one, three[2]).changed] == ["x"]
+    with pytest.raises(stashdb.RevisionNotFound, match="a rev is a string"):
+        repo.resolve(42)  # type: ignore[arg-type]
