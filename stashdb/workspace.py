@@ -126,16 +126,17 @@ class Capture:
     packages: dict[str, str] = field(default_factory=dict)
     chunks_written: int = 0
     bytes_written: int = 0
-    known_value_hashes: Callable[[bytes], dict[int, str]] = field(
-        default=lambda object_id: {}, repr=False
-    )
+
+
+def _no_known_hashes(object_id: bytes) -> dict[int, str]:
+    return {}
 
 
 def capture(
     namespace: Mapping[str, Any],
     names: list[str],
     writer: ObjectWriter,
-    known_value_hashes: Callable[[bytes], dict[int, str]] = lambda object_id: {},
+    known_value_hashes: Callable[[bytes], dict[int, str]] = _no_known_hashes,
 ) -> Capture:
     """Pickle, hash and store each selected name; report the ones that cannot be stored.
 
@@ -143,88 +144,103 @@ def capture(
     skipped entry with its type and the reason.
 
     Args:
+        namespace: where the values are.
+        names: the names to store (see `select_names`).
+        writer: where their objects go.
         known_value_hashes: the value hashes recorded for the members of a
             group object already in the store, so an unchanged group is not
             pickled member by member again.
     """
-    result = Capture(known_value_hashes=known_value_hashes)
-    refs = WorkspaceRefs.of(namespace, names)
-    plain: dict[str, Any] = {}
-    for name in names:
-        value = namespace[name]
-        if len(name) > MAX_NAME:
-            result.entries.append(_skipped(name, value, f"name longer than {MAX_NAME} characters"))
-        elif isinstance(value, types.ModuleType):
-            result.entries.append(_module_entry(name, value))
-        elif is_workspace_defined(value, refs.module) and refs.by_name.get(id(value)) not in (
-            None,
-            name,
-        ):
-            # `P = Point`: store a reference, so that after checkout `P is Point`.
-            _store(result, writer, [name], [value], dumps_alias(refs.by_name[id(value)]), refs)
-        else:
-            plain[name] = value
-
-    for group in find_groups(plain):
-        values = [plain[n] for n in group]
-        try:
-            packed = dumps(values[0] if len(group) == 1 else tuple(values), refs, roots=group)
-        except Unpicklable as exc:
-            if len(group) == 1:
-                result.entries.append(_skipped(group[0], values[0], exc.reason))
-                continue
-            # One bad member must not sink its group: store the others on their own.
-            for name, value in zip(group, values):
-                try:
-                    alone = dumps(value, refs, roots=[name])
-                except Unpicklable as member_exc:
-                    result.entries.append(_skipped(name, value, member_exc.reason))
-                else:
-                    _store(result, writer, [name], [value], alone, refs)
-            continue
-        _store(result, writer, group, values, packed, refs)
-
-    for entry_value in _stored_values(namespace, result.entries):
-        _note_package(result.packages, entry_value)
-    result.entries.sort(key=lambda e: e["name"])
-    return result
+    return _Capturer(namespace, names, writer, known_value_hashes).run()
 
 
-def _store(
-    result: Capture,
-    writer: ObjectWriter,
-    names: list[str],
-    values: list[Any],
-    packed: Pickled,
-    refs: WorkspaceRefs,
-) -> None:
-    stored = writer.put(packed.pickler, packed.parts)
-    result.chunks_written += stored.chunks_written
-    result.bytes_written += stored.bytes_written
-    known = result.known_value_hashes(stored.object_id) if stored.reused and len(names) > 1 else {}
-    for slot, (name, value) in enumerate(zip(names, values)):
-        info = describe(value)
-        result.entries.append(
-            _row(
+class _Capturer:
+    def __init__(
+        self,
+        namespace: Mapping[str, Any],
+        names: list[str],
+        writer: ObjectWriter,
+        known_value_hashes: Callable[[bytes], dict[int, str]],
+    ) -> None:
+        self.namespace = namespace
+        self.names = names
+        self.writer = writer
+        self.known_value_hashes = known_value_hashes
+        self.refs = WorkspaceRefs.of(namespace, names)
+        self.result = Capture()
+
+    def run(self) -> Capture:
+        refs, entries = self.refs, self.result.entries
+        plain: dict[str, Any] = {}
+        for name in self.names:
+            value = self.namespace[name]
+            if len(name) > MAX_NAME:
+                entries.append(_skipped(name, value, f"name longer than {MAX_NAME} characters"))
+            elif isinstance(value, types.ModuleType):
+                entries.append(_module_entry(name, value))
+            elif is_workspace_defined(value, refs.module) and refs.by_name.get(id(value)) not in (
+                None,
                 name,
-                kind="value",
-                status="reused" if stored.reused else "stored",
-                object_id=stored.object_id,
-                slot=slot if len(names) > 1 else None,
-                value_hash=(
-                    stored.object_id.hex()
-                    if len(names) == 1
-                    else known.get(slot) or _value_hash(value, name, refs)
-                ),
-                type_name=info.type_name,
-                size=stored.raw_size,
-                stored_size=stored.stored_size,
-                seconds=packed.seconds,
-                preview=info.preview,
-                shape=info.shape,
-                literal=info.literal,
+            ):
+                # `P = Point`: store a reference, so that after checkout `P is Point`.
+                self.store([name], [value], dumps_alias(refs.by_name[id(value)]))
+            else:
+                plain[name] = value
+
+        for group in find_groups(plain):
+            values = [plain[n] for n in group]
+            try:
+                packed = dumps(values[0] if len(group) == 1 else tuple(values), refs, roots=group)
+            except Unpicklable as exc:
+                if len(group) == 1:
+                    entries.append(_skipped(group[0], values[0], exc.reason))
+                    continue
+                # One bad member must not sink its group: store the others on their own.
+                for name, value in zip(group, values):
+                    try:
+                        alone = dumps(value, refs, roots=[name])
+                    except Unpicklable as member_exc:
+                        entries.append(_skipped(name, value, member_exc.reason))
+                    else:
+                        self.store([name], [value], alone)
+                continue
+            self.store(group, values, packed)
+
+        for entry in entries:
+            if entry["kind"] != "skipped":
+                _note_package(self.result.packages, self.namespace[entry["name"]])
+        entries.sort(key=lambda e: e["name"])
+        return self.result
+
+    def store(self, names: list[str], values: list[Any], packed: Pickled) -> None:
+        stored = self.writer.put(packed.pickler, packed.parts)
+        self.result.chunks_written += stored.chunks_written
+        self.result.bytes_written += stored.bytes_written
+        grouped = len(names) > 1
+        known = self.known_value_hashes(stored.object_id) if stored.reused and grouped else {}
+        for slot, (name, value) in enumerate(zip(names, values)):
+            info = describe(value)
+            if grouped:
+                value_hash = known.get(slot) or _value_hash(value, name, self.refs)
+            else:
+                value_hash = stored.object_id.hex()
+            self.result.entries.append(
+                _row(
+                    name,
+                    kind="value",
+                    status="reused" if stored.reused else "stored",
+                    object_id=stored.object_id,
+                    slot=slot if grouped else None,
+                    value_hash=value_hash,
+                    type_name=info.type_name,
+                    size=stored.raw_size,
+                    stored_size=stored.stored_size,
+                    seconds=packed.seconds,
+                    preview=info.preview,
+                    shape=info.shape,
+                    literal=info.literal,
+                )
             )
-        )
 
 
 def _value_hash(value: Any, name: str, refs: WorkspaceRefs) -> str | None:
@@ -283,12 +299,6 @@ def _module_entry(name: str, module: types.ModuleType) -> dict[str, Any]:
 def _version_of(module: Any) -> str | None:
     version = getattr(module, "__version__", None)
     return str(version) if version is not None else None
-
-
-def _stored_values(namespace: Mapping[str, Any], entries: list[dict[str, Any]]) -> Iterable[Any]:
-    for e in entries:
-        if e["kind"] != "skipped":
-            yield namespace[e["name"]]
 
 
 def _note_package(packages: dict[str, str], value: Any) -> None:
