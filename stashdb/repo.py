@@ -204,6 +204,7 @@ class Repo:
             prefer = set()
 
         loader = Loader(self.store.chunks, commit, ns, prefer_namespace=prefer)
+        loader.prefetch(wanted)
         restored: dict[str, Any] = {}
         for name in wanted:
             entry = in_snapshot[name]

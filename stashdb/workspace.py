@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapp
 from dataclasses import dataclass, field
 from typing import Any
 
-from stashdb.chunks import ChunkStore, ObjectWriter, object_id_of
+from stashdb.chunks import ChunkStore, ObjectWriter, StoredObject, object_id_of
 from stashdb.errors import (
     CorruptChunk,
     NameNotInNamespace,
@@ -56,6 +56,15 @@ __all__ = [
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 #: Longest name a manifest holds (the entries.name column).
 MAX_NAME = 255
+#: Restores read objects of at most _PREFETCH_MAX bytes ahead, in batches.
+_PREFETCH_MAX = 1024 * 1024
+_PREFETCH_OBJECTS = 256
+_PREFETCH_BYTES = 64 * 1024 * 1024
+#: Pickled values are handed to the store in batches of this many, or this many
+#: bytes: one lookup per batch instead of one per value (1000 small values:
+#: 0.17 s -> see docs/performance.md), with bounded memory.
+_BATCH_OBJECTS = 256
+_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def excluded_by_default(name: str, hidden: Collection[str] = ()) -> bool:
@@ -168,6 +177,8 @@ class _Capturer:
         self.known_value_hashes = known_value_hashes
         self.refs = WorkspaceRefs.of(namespace, names)
         self.result = Capture()
+        self._batch: list[tuple[list[str], list[Any], Pickled]] = []
+        self._batch_bytes = 0
 
     def run(self) -> Capture:
         refs, entries = self.refs, self.result.entries
@@ -205,6 +216,7 @@ class _Capturer:
                         self.store([name], [value], alone)
                 continue
             self.store(group, values, packed)
+        self._flush()
 
         for entry in entries:
             if entry["kind"] != "skipped":
@@ -213,7 +225,23 @@ class _Capturer:
         return self.result
 
     def store(self, names: list[str], values: list[Any], packed: Pickled) -> None:
-        stored = self.writer.put(packed.pickler, packed.parts)
+        """Queue a pickled value (or group) for the store; written in batches."""
+        self._batch.append((names, values, packed))
+        self._batch_bytes += packed.size
+        if len(self._batch) >= _BATCH_OBJECTS or self._batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        stored_objects = self.writer.put_many([(p.pickler, p.parts) for _, _, p in batch])
+        for (names, values, packed), stored in zip(batch, stored_objects):
+            self._record(names, values, packed, stored)
+
+    def _record(
+        self, names: list[str], values: list[Any], packed: Pickled, stored: StoredObject
+    ) -> None:
         self.result.chunks_written += stored.chunks_written
         self.result.bytes_written += stored.bytes_written
         grouped = len(names) > 1
@@ -372,7 +400,9 @@ class Loader:
         self._namespace = namespace
         self._prefer_namespace = set(prefer_namespace)
         self._values: dict[str, Any] = {}
-        self._objects: dict[str, Any] = {}
+        self._objects: dict[str, Any] = {}  # object id -> unpickled value (or group tuple)
+        self._batch_of: dict[str, list[str]] = {}  # object id -> the read-ahead batch holding it
+        self._read_ahead: dict[str, tuple[str, list[Any]] | CorruptChunk] = {}
         self._loading: set[str] = set()
 
     def load(self, name: str) -> Any:
@@ -405,10 +435,10 @@ class Loader:
                 raise RestoreError(entry.name, "it refers to itself while being restored")
             self._loading.add(entry.name)
             try:
-                try:
-                    _, parts = self._chunks.read(bytes.fromhex(entry.object_id))
-                except CorruptChunk as exc:
-                    raise exc.for_name(entry.name) from None
+                found = self._read(entry.object_id)
+                if isinstance(found, CorruptChunk):
+                    raise found.for_name(entry.name)
+                _, parts = found
                 try:
                     self._objects[entry.object_id] = loads(
                         parts,
@@ -424,6 +454,39 @@ class Loader:
                 self._loading.discard(entry.name)
         obj = self._objects[entry.object_id]
         return obj if entry.slot is None else obj[entry.slot]
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        """Plan to read the small objects of ``names`` in batches, not one by one.
+
+        Restoring 1000 small values is dominated by per-object queries; batches
+        of at most 256 objects and 64 MiB keep memory bounded. Large objects
+        are still read on their own, when needed.
+        """
+        batch: list[str] = []
+        batch_bytes = 0
+        for name in names:
+            entry = self._entries.get(name)
+            if entry is None or entry.object_id is None or entry.size > _PREFETCH_MAX:
+                continue
+            if entry.object_id in self._objects or entry.object_id in self._batch_of:
+                continue
+            if len(batch) >= _PREFETCH_OBJECTS or batch_bytes + entry.size > _PREFETCH_BYTES:
+                batch, batch_bytes = [], 0
+            batch.append(entry.object_id)
+            batch_bytes += entry.size
+            self._batch_of[entry.object_id] = batch
+
+    def _read(self, object_id: str) -> tuple[str, list[Any]] | CorruptChunk:
+        if object_id not in self._read_ahead and object_id in self._batch_of:
+            batch = [oid for oid in self._batch_of[object_id] if oid not in self._objects]
+            found = self._chunks.read_many(bytes.fromhex(oid) for oid in batch)
+            self._read_ahead.update((oid.hex(), value) for oid, value in found.items())
+        if object_id in self._read_ahead:
+            return self._read_ahead.pop(object_id)
+        try:
+            return self._chunks.read(bytes.fromhex(object_id))
+        except CorruptChunk as exc:
+            return exc
 
     def resolve(self, name: str) -> Any:
         """What a workspace name in a stored value refers to (a class, a function …)."""

@@ -182,3 +182,16 @@ def test_a_damaged_chunk_fails_only_its_variable(repo: stashdb.Repo) -> None:
     with pytest.raises(stashdb.CorruptChunk) as info:
         repo.at()["bad"]
     assert info.value.name == "bad" and info.value.chunk_id == chunk.hex()
+
+
+def test_many_small_values_cross_the_read_and_write_batches(repo: stashdb.Repo) -> None:
+    ns = {f"v{i}": [i, str(i), {"i": i}] for i in range(700)}
+    ns["shared_a"] = ns["shared_b"] = [0]
+    first = repo.commit(namespace=ns)
+    assert len(first.stored) == 702 and first.entry("shared_a").group == ("shared_b",)
+    again = repo.commit(namespace=ns)
+    assert again.stored == [] and again.bytes_written == 0
+    restored: dict[str, object] = {}
+    report = repo.checkout(namespace=restored)
+    assert restored == ns and report.ok
+    assert restored["shared_a"] is restored["shared_b"]
