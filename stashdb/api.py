@@ -108,7 +108,8 @@ def open(repo: RepoLike = None, *, create: bool = False) -> Repo:
             made = init(Path.cwd())
             print(f"stashdb: created a new store in {made.location}", file=sys.stderr)
             return made
-        return _cached(_sqlite_url(found), create=False, location=str(found.parent))
+        # create: a store file another process is still creating gets waited for.
+        return _cached(_sqlite_url(found), create=create, location=str(found.parent))
     text = os.fspath(repo)
     if _is_url(text):
         return _cached(text, create=create, location=text)

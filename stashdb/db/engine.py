@@ -96,7 +96,7 @@ def open_engine(url: str, *, create: bool) -> Engine:
                 raise NotAStore(safe_url(url), "it has tables but no stashdb 'meta' table")
             if not create:
                 raise NotAStore(safe_url(url), "the database is empty")
-            _create(engine)
+            _create(engine, url)
         found = _format_version(engine, url)
         if found > FORMAT_VERSION:
             raise UnsupportedFormat(safe_url(url), found, FORMAT_VERSION)
@@ -123,21 +123,31 @@ def _format_version(engine: Engine, url: str) -> int:
     return int(value)
 
 
-def _create(engine: Engine) -> None:
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            # Only takes effect before the first table exists, so set it now.
-            conn.exec_driver_sql(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
-    upgrade(engine)
-    with write_transaction(engine) as conn:
-        conn.execute(
-            text("INSERT INTO meta (key, value) VALUES (:k, :v)"),
-            [
-                {"k": "store_id", "v": uuid.uuid4().hex},
-                {"k": "created", "v": repr(time.time())},
-                {"k": "HEAD", "v": "main"},
-            ],
-        )
+def _create(engine: Engine, url: str) -> None:
+    """Create the tables, unless another process did while we waited for the lock."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            # Takes effect only before the first table exists, on this connection;
+            # sent to the driver directly so that no transaction begins yet.
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            dbapi.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():  # the write lock: one creator at a time
+            tables = set(inspect(conn).get_table_names())
+            if "meta" in tables:
+                return
+            if tables:
+                raise NotAStore(safe_url(url), "it has tables but no stashdb 'meta' table")
+            _migrate(conn, "head")
+            conn.execute(
+                text("INSERT INTO meta (key, value) VALUES (:k, :v)"),
+                [
+                    {"k": "store_id", "v": uuid.uuid4().hex},
+                    {"k": "created", "v": repr(time.time())},
+                    {"k": "HEAD", "v": "main"},
+                ],
+            )
 
 
 def migrations_dir() -> Path:
@@ -148,12 +158,16 @@ def migrations_dir() -> Path:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations up to ``revision`` on ``engine``."""
+    """Run the Alembic migrations up to ``revision`` on ``engine``, holding the write lock."""
+    with write_transaction(engine) as conn:
+        _migrate(conn, revision)
+
+
+def _migrate(conn: Connection, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
-    with write_transaction(engine) as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    config.attributes["connection"] = conn
+    command.upgrade(config, revision)
