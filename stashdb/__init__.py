@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from stashdb import errors
 from stashdb.errors import (
     AmbiguousRevision,
     CorruptChunk,
@@ -59,23 +60,7 @@ _LAZY = {
     "Ref": "stashdb.refs",
 }
 
-__all__ = [
-    "AmbiguousRevision",
-    "CorruptChunk",
-    "NameNotInNamespace",
-    "NameNotInSnapshot",
-    "NotAStore",
-    "RefExists",
-    "RefNotFound",
-    "RestoreError",
-    "RevisionNotFound",
-    "StashError",
-    "StoreNotFound",
-    "UnsupportedFormat",
-    "VersionMismatchWarning",
-    "__version__",
-    *_LAZY,
-]
+__all__ = [*errors.__all__, "__version__", *_LAZY]
 
 if TYPE_CHECKING:
     from stashdb.api import (

@@ -227,29 +227,28 @@ class ObjectWriter:
         """Stored sizes of the objects among ``ids`` that the store (or this batch) has."""
         pending = self._pending.stored_sizes
         found = {oid: pending[oid] for oid in ids if oid in pending}
-        todo = [oid for oid in ids if oid not in found]
-        if not todo:
-            return found
         o = schema.objects.c
-        with self._engine.connect() as conn:
-            for start in range(0, len(todo), _BATCH):
-                query = select(o.id, o.stored_size).where(o.id.in_(todo[start : start + _BATCH]))
-                found.update({bytes(oid): size for oid, size in conn.execute(query)})
+        found.update(self._sizes_in_store(o.id, o.stored_size, ids - found.keys()))
         return found
 
     def _existing_chunks(self, ids: set[bytes]) -> dict[bytes, int]:
         """Stored sizes of the chunks among ``ids`` that the store (or this batch) has."""
         pending = self._pending.chunks
         found = {cid: len(pending[cid]["data"]) for cid in ids if cid in pending}
-        todo = [cid for cid in ids if cid not in found]
+        c = schema.chunks.c
+        found.update(self._sizes_in_store(c.id, func.length(c.data), ids - found.keys()))
+        return found
+
+    def _sizes_in_store(self, key: Any, size: Any, ids: set[bytes]) -> dict[bytes, int]:
+        """``{id: size}`` for the ``ids`` found in ``key``'s table, in batched IN queries."""
+        todo = list(ids)
+        found: dict[bytes, int] = {}
         if not todo:
             return found
-        c = schema.chunks.c
         with self._engine.connect() as conn:
             for start in range(0, len(todo), _BATCH):
-                batch = todo[start : start + _BATCH]
-                query = select(c.id, func.length(c.data)).where(c.id.in_(batch))
-                found.update({bytes(cid): size for cid, size in conn.execute(query)})
+                query = select(key, size).where(key.in_(todo[start : start + _BATCH]))
+                found.update({bytes(k): n for k, n in conn.execute(query)})
         return found
 
     def _worth_compressing(self, view: memoryview) -> bool:
