@@ -7,6 +7,7 @@ from datetime import datetime
 
 __all__ = [
     "Change",
+    "ChangeCounts",
     "CheckoutReport",
     "Commit",
     "Diff",
@@ -14,7 +15,9 @@ __all__ = [
     "Failure",
     "Rev",
     "Skipped",
+    "StoreStats",
     "Version",
+    "format_size",
 ]
 
 
@@ -187,7 +190,7 @@ class Diff:
                 continue
             mark = {"added": "+", "removed": "-", "changed": "~"}[c.status]
             if c.old is not None and c.new is not None:
-                size = f"{_size(c.old.size)} → {_size(c.new.size)}"
+                size = f"{format_size(c.old.size)} → {format_size(c.new.size)}"
                 before = _clip(c.old_value or c.old.preview)
                 shown = f"{before} → {_clip(c.new_value or c.new.preview)}"
                 lines.append(f"{mark} {c.name} ({c.new.type_name}, {size}): {shown}")
@@ -195,7 +198,8 @@ class Diff:
                 entry = c.new or c.old
                 assert entry is not None
                 shown = _clip(entry.literal or entry.preview)
-                lines.append(f"{mark} {c.name} ({entry.type_name}, {_size(entry.size)}): {shown}")
+                size = format_size(entry.size)
+                lines.append(f"{mark} {c.name} ({entry.type_name}, {size}): {shown}")
         if len(lines) == 1:
             lines.append("  (no differences)")
         return "\n".join(lines)
@@ -205,7 +209,8 @@ def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _size(n: int) -> str:
+def format_size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``1.5 kB``, ``80.0 MB`` (powers of 1000)."""
     size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -256,6 +261,34 @@ class Version:
     commit: Commit
     status: str  # "added", "changed" or "removed"
     entry: Entry | None  # None when the name was removed in this commit
+
+
+@dataclass(frozen=True)
+class ChangeCounts:
+    """How many names a commit added, changed and removed against its first parent."""
+
+    added: int
+    changed: int
+    removed: int
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Sizes and counts of a whole store (metadata only)."""
+
+    commits: int
+    branches: int
+    tags: int
+    objects: int
+    chunks: int
+    raw_bytes: int  # the chunks' uncompressed bytes: everything stored, once
+    stored_bytes: int  # what the chunks take in the database
+    logical_bytes: int  # what every snapshot holds, counted per snapshot, uncompressed
+
+    @property
+    def dedup_ratio(self) -> float:
+        """Logical bytes over stored bytes: how much deduplication and compression save."""
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
 #: Anything that names a commit: a rev string (id, short id, tag, branch, HEAD,

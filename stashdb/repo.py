@@ -20,6 +20,7 @@ from stashdb.refs import Ref
 from stashdb.store import Store
 from stashdb.workspace import (
     Loader,
+    Progress,
     capture,
     environment,
     excluded_by_default,
@@ -68,6 +69,7 @@ class Repo:
         branch: str | None = None,
         only: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
+        progress: Progress | None = None,
     ) -> Commit:
         """Snapshot a namespace (default: the caller's globals), one variable at a time.
 
@@ -81,6 +83,7 @@ class Repo:
                 the current branch when None.
             only: glob patterns of the names to store; all others are left out.
             exclude: glob patterns of names to leave out.
+            progress: called as ``progress(done, total)`` while names are stored.
 
         Returns:
             The commit, whose ``stored``, ``reused`` and ``skipped`` list what
@@ -93,7 +96,7 @@ class Repo:
         message = "" if message is None else str(message)
         names = select_names(ns, only, exclude)
         writer = self.store.chunks.writer()
-        captured = capture(ns, names, writer, self.store.value_hashes)
+        captured = capture(ns, names, writer, self.store.value_hashes, progress)
         writer.flush()
         metadata = environment(str(ns.get("__name__", "__main__")))
         metadata.update(
@@ -174,6 +177,7 @@ class Repo:
         only: Iterable[str] | None = None,
         namespace: MutableMapping[str, Any] | None = None,
         merge: bool = False,
+        progress: Progress | None = None,
     ) -> CheckoutReport:
         """Restore a snapshot into a namespace (default: the caller's globals).
 
@@ -185,6 +189,7 @@ class Repo:
         reported in ``failed`` and keeps its current value; the others restore.
 
         Checking out a branch by name makes it the current branch.
+        ``progress(done, total)`` is called as names are restored.
 
         Raises:
             NameNotInSnapshot: an ``only`` name is not in the snapshot.
@@ -206,7 +211,9 @@ class Repo:
         loader = Loader(self.store.chunks, commit, ns, prefer_namespace=prefer)
         loader.prefetch(wanted)
         restored: dict[str, Any] = {}
-        for name in wanted:
+        for done, name in enumerate(wanted, 1):
+            if progress is not None:
+                progress(done, len(wanted))
             entry = in_snapshot[name]
             if entry.kind == "skipped":
                 report.skipped.append(Skipped(name, entry.type_name, entry.reason or ""))

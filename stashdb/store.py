@@ -14,13 +14,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import xxhash
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from stashdb.chunks import ChunkStore
 from stashdb.db import schema
 from stashdb.db.engine import read_transaction, write_transaction
 from stashdb.errors import AmbiguousRevision, RevisionNotFound, StashError
-from stashdb.model import Change, Commit, Diff, Entry, Rev, Version
+from stashdb.model import Change, ChangeCounts, Commit, Diff, Entry, Rev, StoreStats, Version
 from stashdb.refs import Ref, Refs
 
 __all__ = ["MIN_SHORT_ID", "Store"]
@@ -205,7 +205,61 @@ class Store:
         with read_transaction(self.engine) as conn:
             return self.refs.list(conn, kind)
 
-    # -- diff and history --------------------------------------------------------
+    # -- diff, history, sizes -----------------------------------------------------
+
+    def change_counts(self, commits: Sequence[Commit]) -> dict[str, ChangeCounts]:
+        """Names added, changed and removed by each commit against its first parent."""
+        wanted = {c.id for c in commits} | {c.parents[0] for c in commits if c.parents}
+        with read_transaction(self.engine) as conn:
+            manifests = self._load_entries(conn, sorted(wanted))
+        counts = {}
+        for commit in commits:
+            after = {e.name: e for e in manifests.get(commit.id, [])}
+            before_list = manifests.get(commit.parents[0], []) if commit.parents else []
+            before = {e.name: e for e in before_list}
+            counts[commit.id] = ChangeCounts(
+                added=len(after.keys() - before.keys()),
+                changed=sum(
+                    1 for n in after.keys() & before.keys() if not after[n].same_value(before[n])
+                ),
+                removed=len(before.keys() - after.keys()),
+            )
+        return counts
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes of the whole store."""
+        ch, ob, e = schema.chunks.c, schema.objects.c, schema.entries.c
+        with read_transaction(self.engine) as conn:
+
+            def count(table: Any) -> int:
+                return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+            raw, stored = conn.execute(
+                select(func.coalesce(func.sum(ch.raw_size), 0),
+                       func.coalesce(func.sum(func.length(ch.data)), 0))
+            ).one()
+            per_commit = (
+                select(e.commit_id, e.object_id)
+                .where(e.object_id.is_not(None))
+                .distinct()
+                .subquery()
+            )
+            logical = conn.execute(
+                select(func.coalesce(func.sum(ob.raw_size), 0)).select_from(
+                    per_commit.join(schema.objects, ob.id == per_commit.c.object_id)
+                )
+            ).scalar_one()
+            refs = self.refs.list(conn)
+            return StoreStats(
+                commits=count(schema.commits),
+                branches=sum(r.kind == "branch" for r in refs),
+                tags=sum(r.kind == "tag" for r in refs),
+                objects=count(schema.objects),
+                chunks=count(schema.chunks),
+                raw_bytes=int(raw),
+                stored_bytes=int(stored),
+                logical_bytes=int(logical),
+            )
 
     def diff(self, a: Rev, b: Rev) -> Diff:
         """How snapshot ``b`` differs from ``a`` (both revs)."""

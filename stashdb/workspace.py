@@ -44,6 +44,7 @@ __all__ = [
     "IPYTHON_NAMES",
     "Capture",
     "Loader",
+    "Progress",
     "capture",
     "environment",
     "excluded_by_default",
@@ -141,11 +142,16 @@ def _no_known_hashes(object_id: bytes) -> dict[int, str]:
     return {}
 
 
+#: Called as ``progress(done, total)`` while names are captured or restored.
+Progress = Callable[[int, int], None]
+
+
 def capture(
     namespace: Mapping[str, Any],
     names: list[str],
     writer: ObjectWriter,
     known_value_hashes: Callable[[bytes], dict[int, str]] = _no_known_hashes,
+    progress: Progress | None = None,
 ) -> Capture:
     """Pickle, hash and store each selected name; report the ones that cannot be stored.
 
@@ -159,8 +165,9 @@ def capture(
         known_value_hashes: the value hashes recorded for the members of a
             group object already in the store, so an unchanged group is not
             pickled member by member again.
+        progress: told how many of the names are done, as they are.
     """
-    return _Capturer(namespace, names, writer, known_value_hashes).run()
+    return _Capturer(namespace, names, writer, known_value_hashes, progress).run()
 
 
 class _Capturer:
@@ -170,7 +177,9 @@ class _Capturer:
         names: list[str],
         writer: ObjectWriter,
         known_value_hashes: Callable[[bytes], dict[int, str]],
+        progress: Progress | None = None,
     ) -> None:
+        self.progress = progress or (lambda done, total: None)
         self.namespace = namespace
         self.names = names
         self.writer = writer
@@ -197,8 +206,12 @@ class _Capturer:
                 self.store([name], [value], dumps_alias(refs.by_name[id(value)]))
             else:
                 plain[name] = value
+        done = len(self.names) - len(plain)
+        self.progress(done, len(self.names))
 
         for group in find_groups(plain):
+            done += len(group)
+            self.progress(done, len(self.names))
             values = [plain[n] for n in group]
             try:
                 packed = dumps(values[0] if len(group) == 1 else tuple(values), refs, roots=group)

@@ -1,0 +1,5 @@
+"""``python -m stashdb``: the command line."""
+
+from stashdb.cli import main
+
+main()

@@ -1,0 +1,390 @@
+"""How the command line shows things: rich tables for people, JSON for programs.
+
+Everything here formats metadata the library already returned; nothing opens
+a store or unpickles a value. JSON keys are a contract (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from stashdb.model import (
+    Change,
+    ChangeCounts,
+    CheckoutReport,
+    Commit,
+    Diff,
+    Entry,
+    StoreStats,
+    Version,
+    format_size,
+)
+from stashdb.refs import Ref
+
+__all__ = [
+    "checkout_json",
+    "commit_json",
+    "diff_json",
+    "diff_table",
+    "du_table",
+    "entries_table",
+    "graph_lines",
+    "history_table",
+    "log_table",
+    "ref_json",
+    "refs_table",
+    "stats_json",
+    "version_json",
+]
+
+# -- JSON ---------------------------------------------------------------------
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        "status": entry.status,
+        "type": entry.type_name,
+        "size": entry.size,
+        "stored_size": entry.stored_size,
+        "seconds": entry.seconds,
+        "preview": entry.preview,
+        "shape": entry.shape,
+        "value": entry.literal,
+        "reason": entry.reason,
+        "module": entry.module,
+        "version": entry.version,
+        "object_id": entry.object_id,
+        "group": list(entry.group),
+    }
+
+
+def commit_json(
+    commit: Commit, counts: ChangeCounts | None = None, *, entries: bool = False
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": commit.id,
+        "short_id": commit.short_id,
+        "message": commit.message,
+        "time": _iso(commit.time),
+        "branch": commit.branch,
+        "parents": list(commit.parents),
+        "tags": list(commit.tags),
+        "user": commit.user,
+        "host": commit.host,
+        "python": commit.python,
+        "dill": commit.dill,
+        "packages": commit.packages,
+        "chunks_written": commit.chunks_written,
+        "bytes_written": commit.bytes_written,
+    }
+    if counts is not None:
+        data["added"], data["changed"], data["removed"] = (
+            counts.added,
+            counts.changed,
+            counts.removed,
+        )
+    if entries:
+        data["stored"] = commit.stored
+        data["reused"] = commit.reused
+        data["skipped"] = [
+            {"name": s.name, "type": s.type_name, "reason": s.reason} for s in commit.skipped
+        ]
+        data["entries"] = [entry_json(e) for e in commit.entries]
+    return data
+
+
+def _change_json(change: Change) -> dict[str, Any]:
+    return {
+        "name": change.name,
+        "status": change.status,
+        "old": entry_json(change.old) if change.old else None,
+        "new": entry_json(change.new) if change.new else None,
+        "old_value": change.old_value,
+        "new_value": change.new_value,
+    }
+
+
+def diff_json(diff: Diff) -> dict[str, Any]:
+    return {
+        "a": diff.a.id,
+        "b": diff.b.id,
+        "changes": [_change_json(c) for c in diff.changes if c.status != "unchanged"],
+        "unchanged": [c.name for c in diff.unchanged],
+    }
+
+
+def version_json(version: Version) -> dict[str, Any]:
+    return {
+        "commit": commit_json(version.commit),
+        "status": version.status,
+        "entry": entry_json(version.entry) if version.entry else None,
+    }
+
+
+def ref_json(ref: Ref, head: str | None = None) -> dict[str, Any]:
+    return {
+        "name": ref.name,
+        "kind": ref.kind,
+        "commit_id": ref.commit_id,
+        "short_id": ref.commit_id[:8],
+        "message": ref.message,
+        "current": ref.name == head,
+    }
+
+
+def stats_json(stats: StoreStats) -> dict[str, Any]:
+    return {
+        "commits": stats.commits,
+        "branches": stats.branches,
+        "tags": stats.tags,
+        "objects": stats.objects,
+        "chunks": stats.chunks,
+        "raw_bytes": stats.raw_bytes,
+        "stored_bytes": stats.stored_bytes,
+        "logical_bytes": stats.logical_bytes,
+        "dedup_ratio": round(stats.dedup_ratio, 3),
+    }
+
+
+def checkout_json(report: CheckoutReport) -> dict[str, Any]:
+    return {
+        "commit": report.commit.id,
+        "restored": report.restored,
+        "removed": report.removed,
+        "skipped": [
+            {"name": s.name, "type": s.type_name, "reason": s.reason} for s in report.skipped
+        ],
+        "failed": [{"name": f.name, "reason": f.reason} for f in report.failed],
+        "warnings": report.warnings,
+    }
+
+
+# -- tables -------------------------------------------------------------------
+
+
+def _local(when: datetime) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+class _Rows:
+    """Rows of a table with one flexible column that takes what the others leave.
+
+    rich shrinks every no-wrap column when a line is too long, even to nothing;
+    fixing the other columns at their content width keeps names and ids whole
+    and cuts only the flexible column (previews, messages) with an ellipsis.
+    Plain strings are shown as they are, never read as rich markup.
+    """
+
+    def __init__(self, *columns: tuple[str, dict[str, Any]]) -> None:
+        self.columns = columns
+        flexible = [i for i, (_, options) in enumerate(columns) if options.get("flex")]
+        self.flexible = flexible[0] if flexible else len(columns) - 1
+        self.rows: list[list[Text]] = []
+
+    def add_row(self, *cells: Any) -> None:
+        self.rows.append([c if isinstance(c, Text) else Text(str(c)) for c in cells])
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+        used = 2 * (len(self.columns) - 1)  # one space of padding each side of inner edges
+        settings = []
+        for i, (title, column_options) in enumerate(self.columns):
+            column = {k: v for k, v in column_options.items() if k != "flex"}
+            if i != self.flexible:
+                cap = column.pop("max_width", None) or 10_000
+                width = min(cap, max([len(title), *(row[i].cell_len for row in self.rows)]))
+                column["min_width"] = column["max_width"] = width
+                used += width
+            settings.append((title, column))
+        for i, (title, column) in enumerate(settings):
+            if i == self.flexible:
+                column["max_width"] = max(10, options.max_width - used)
+            table.add_column(title, no_wrap=True, overflow="ellipsis", **column)
+        for row in self.rows:
+            table.add_row(*row)
+        yield table
+
+
+def _table(*columns: tuple[str, dict[str, Any]]) -> _Rows:
+    """Columns are ``(title, options)``; ``{"flex": True}`` marks the flexible one.
+
+    Without a flexible column, the last one is.
+    """
+    return _Rows(*columns)
+
+
+def _status(entry: Entry) -> Text:
+    if entry.kind == "skipped":
+        return Text(f"skipped: {entry.reason}", style="red")
+    if entry.kind == "module":
+        return Text("module", style="cyan")
+    return Text(entry.status, style="green" if entry.status == "stored" else "dim")
+
+
+def _counts(counts: ChangeCounts | None) -> Text:
+    if counts is None:
+        return Text("")
+    text = Text()
+    text.append(f"+{counts.added}", style="green")
+    text.append(f" ~{counts.changed}", style="yellow")
+    text.append(f" -{counts.removed}", style="red")
+    return text
+
+
+def _refs(commit: Commit, branch_tips: dict[str, list[str]]) -> Text:
+    text = Text()
+    names = branch_tips.get(commit.id, [])
+    if names:
+        text.append(", ".join(names), style="bold green")
+    for tag in commit.tags:
+        if text:
+            text.append(", ")
+        text.append(f"tag: {tag}", style="bold yellow")
+    if not text:
+        text.append(commit.branch, style="dim")
+    return text
+
+
+def graph_lines(commits: Sequence[Commit]) -> list[str]:
+    """An ASCII graph column, one cell per commit (newest first), like ``git log --graph``."""
+    lanes: list[str] = []
+    lines = []
+    for commit in commits:
+        if commit.id not in lanes:
+            lanes.append(commit.id)
+        column = lanes.index(commit.id)
+        lines.append(" ".join("*" if i == column else "|" for i in range(len(lanes))))
+        replacement = [p for p in commit.parents[:1] if p not in lanes]
+        lanes[column : column + 1] = replacement
+        lanes.extend(p for p in commit.parents[1:] if p not in lanes)
+    return lines
+
+
+def log_table(
+    commits: Sequence[Commit],
+    counts: dict[str, ChangeCounts],
+    branch_tips: dict[str, list[str]],
+    graph: bool = False,
+) -> _Rows:
+    columns: list[tuple[str, dict[str, Any]]] = [
+        ("commit", {"style": "yellow"}),
+        ("time", {}),
+        ("refs", {"max_width": 20}),
+        ("message", {"flex": True}),
+        ("changes", {"justify": "right"}),
+    ]
+    if graph:
+        columns.insert(0, ("", {}))
+    table = _table(*columns)
+    cells = graph_lines(commits) if graph else []
+    for i, commit in enumerate(commits):
+        row: list[Any] = [
+            commit.short_id,
+            _local(commit.time),
+            _refs(commit, branch_tips),
+            commit.message or Text("(no message)", style="dim"),
+            _counts(counts.get(commit.id)),
+        ]
+        if graph:
+            row.insert(0, cells[i])
+        table.add_row(*row)
+    return table
+
+
+def entries_table(entries: Iterable[Entry]) -> _Rows:
+    table = _table(
+        ("name", {"style": "bold", "max_width": 20}),
+        ("type", {"max_width": 18}),
+        ("size", {"justify": "right"}),
+        ("status", {"max_width": 18}),
+        ("preview", {}),
+    )
+    for e in entries:
+        size = "" if e.kind != "value" else format_size(e.size)
+        table.add_row(e.name, e.type_name, size, _status(e), e.literal or e.preview)
+    return table
+
+
+def diff_table(diff: Diff) -> _Rows:
+    table = _table(
+        ("", {}),
+        ("name", {"style": "bold", "max_width": 20}),
+        ("type", {"max_width": 16}),
+        ("size", {"justify": "right"}),
+        ("value", {}),
+    )
+    marks = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
+    for c in diff.changes:
+        if c.status == "unchanged":
+            continue
+        mark, style = marks[c.status]
+        entry = c.new or c.old
+        assert entry is not None
+        if c.old is not None and c.new is not None:
+            size = f"{format_size(c.old.size)} → {format_size(c.new.size)}"
+            value = f"{c.old_value or c.old.preview} → {c.new_value or c.new.preview}"
+        else:
+            size = format_size(entry.size) if entry.kind == "value" else ""
+            value = entry.literal or entry.preview
+        table.add_row(Text(mark, style=style), c.name, entry.type_name, size, value)
+    return table
+
+
+def history_table(versions: Sequence[Version]) -> _Rows:
+    table = _table(
+        ("commit", {"style": "yellow"}),
+        ("time", {}),
+        ("", {}),
+        ("type", {"max_width": 16}),
+        ("size", {"justify": "right"}),
+        ("value", {}),
+    )
+    for v in versions:
+        e = v.entry
+        table.add_row(
+            v.commit.short_id,
+            _local(v.commit.time),
+            v.status,
+            e.type_name if e else "",
+            format_size(e.size) if e and e.kind == "value" else "",
+            (e.literal or e.preview) if e else Text("(removed)", style="dim"),
+        )
+    return table
+
+
+def refs_table(refs: Sequence[Ref], head: str | None) -> _Rows:
+    table = _table(("", {}), ("name", {"style": "bold"}), ("commit", {"style": "yellow"}),
+                   ("message", {}))
+    for ref in refs:
+        table.add_row("*" if ref.name == head else "", ref.name, ref.commit_id[:8],
+                      ref.message or "")
+    return table
+
+
+def du_table(rows: Sequence[tuple[str, str, int, int]], width: int = 20) -> _Rows:
+    """Storage by stored object (``names, type, pickled, stored``), largest first, with bars."""
+    table = _table(
+        ("name", {"style": "bold", "max_width": 24}),
+        ("type", {"max_width": 18}),
+        ("pickled", {"justify": "right"}),
+        ("stored", {"justify": "right"}),
+        ("", {}),
+    )
+    largest = max((stored for *_, stored in rows), default=0) or 1
+    for names, type_name, size, stored in rows:
+        bar = "█" * max(1, round(width * stored / largest)) if stored else ""
+        table.add_row(names, type_name, format_size(size), format_size(stored),
+                      Text(bar, style="cyan"))
+    return table
