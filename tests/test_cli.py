@@ -124,6 +124,8 @@ def test_commit_imports_dill_and_sessionstash_files(cli: Cli) -> None:
         items = {"a": [1, 2]}
         add = lambda v: v + x
         dill.dump_session("session.pkl")
+        x = 43
+        dill.dump_module("module.pkl")
         sessionstash.save_workspace("stash.pkl", namespace={"y": 2, "z": [3]})
         """,
         cli.root,
@@ -131,6 +133,8 @@ def test_commit_imports_dill_and_sessionstash_files(cli: Cli) -> None:
     out = cli.json("commit", "--from", "session.pkl", "-m", "from dill")
     assert out["message"] == "from dill" and {"x", "items", "add"} <= set(out["stored"])
     assert stashdb.at(repo=cli.root)["add"](1) == 42
+    cli("commit", "--from", "module.pkl")
+    assert stashdb.at(repo=cli.root)["add"](1) == 44
     cli("commit", "--from", "stash.pkl")
     assert stashdb.show(repo=cli.root).names == ["y", "z"]
     assert stashdb.show(repo=cli.root).message == "imported stash.pkl"
@@ -305,6 +309,11 @@ def test_user_errors_are_one_line_and_exit_1(project: Cli, tmp_path: Path) -> No
     assert "give a script" in project.fails("commit")
     assert "not both" in project.fails("checkout", "HEAD", "--shell", "--to", "x.pkl")
     assert "no branch named 'nope'" in project.fails("history", "x", "--branch", "nope")
+
+
+def test_reliability_commands_have_their_place(project: Cli) -> None:
+    for command in ("verify", "gc", "prune"):
+        assert "issue #4" in project.fails(command)
 
 
 def test_no_store_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
