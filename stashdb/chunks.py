@@ -27,6 +27,7 @@ __all__ = [
     "StoredObject",
     "chunk_id",
     "object_id_of",
+    "verify_chunk",
 ]
 
 #: Largest chunk. A few MiB keeps every row far below the ~1 GB value limit of
@@ -280,8 +281,8 @@ def _object_id(
     return h.digest()
 
 
-def _verified(cid: bytes, codec: int, data: bytes) -> tuple[bytes, CorruptChunk | None]:
-    """The chunk's uncompressed bytes, or the damage found in them."""
+def verify_chunk(cid: bytes, codec: int, data: bytes) -> tuple[bytes, CorruptChunk | None]:
+    """The chunk's uncompressed bytes, or the damage found in them (format rule 5)."""
     try:
         raw = _decompress(data) if codec == CODEC_ZSTD else data
     except Exception:  # damaged compressed bytes: report them as damage
@@ -339,6 +340,8 @@ class ChunkStore:
             for object_id in ids:
                 if object_id not in heads:
                     results[object_id] = CorruptChunk(object_id.hex(), None)
+            # Layout rows of a missing object (damage) are no use to anyone.
+            rows = [r for r in rows if bytes(r.object_id) in heads]
             # One preallocated buffer per part: a fresh bytes per chunk costs page faults.
             sizes = {oid: [0] * parts for oid, (_, parts) in heads.items()}
             for r in rows:
@@ -353,7 +356,7 @@ class ChunkStore:
             seen = set()
             for cid, codec, data in self._fetch(conn, list(places)):
                 seen.add(cid)
-                raw, damage = _verified(cid, codec, data)
+                raw, damage = verify_chunk(cid, codec, data)
                 for oid, part, offset in places[cid]:
                     if damage is not None:
                         results.setdefault(oid, damage)

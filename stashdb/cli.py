@@ -593,34 +593,88 @@ def du(
     )
 
 
-_RELIABILITY = "comes with the reliability work (issue #4); not available in this version"
-
-
 @app.command()
-def verify(store: Store = None) -> None:
-    """Check every chunk of the store against its hash (coming with issue #4).
+def verify(store: Store = None, as_json: Json = False) -> None:
+    """Check the whole store: every commit, object and chunk, re-hashing each chunk.
+
+    Exits 0 only when everything is sound; otherwise lists what is missing or
+    damaged and which commits and variables it breaks.
 
     Example: stashdb verify
     """
-    raise StashError(f"stashdb verify {_RELIABILITY}")
+    repo = _open(store)
+    with _progress("verifying"):
+        report = repo.verify()
+    if as_json:
+        _print_json(
+            {
+                "ok": report.ok,
+                "refs": report.refs,
+                "commits": report.commits,
+                "objects": report.objects,
+                "chunks": report.chunks,
+                "bytes": report.bytes,
+                "problems": [
+                    {"kind": p.kind, "id": p.id, "detail": p.detail,
+                     "affects": [{"commit": c, "name": n} for c, n in p.affects]}
+                    for p in report.problems
+                ],
+            }
+        )
+    else:
+        # Problems wrap rather than lose the commits and variables they name.
+        out.print(escape(str(report)), soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
-def gc(store: Store = None) -> None:
-    """Delete chunks and objects no commit can reach (coming with issue #4).
+def gc(store: Store = None, as_json: Json = False) -> None:
+    """Delete chunks and objects no commit refers to (safe while others commit).
 
     Example: stashdb gc
     """
-    raise StashError(f"stashdb gc {_RELIABILITY}")
+    freed = _open(store).gc()
+    if as_json:
+        _print_json({"objects": freed.objects, "chunks": freed.chunks, "bytes": freed.bytes})
+    else:
+        out.print(f"freed {freed.chunks} chunks ({format_size(freed.bytes)}) and "
+                  f"{freed.objects} objects")
 
 
 @app.command()
-def prune(store: Store = None) -> None:
-    """Drop old commits of a branch, keeping tags and heads (coming with issue #4).
+def prune(
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", help="Keep the newest N commits.")
+    ] = None,
+    keep_days: Annotated[
+        float | None, typer.Option("--keep-days", help="Keep commits younger than D days.")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Branch to prune (default: current).")
+    ] = None,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Drop old commits of a branch, never a tagged one or a branch head; then gc.
 
-    Example: stashdb prune --keep-last 20
+    Example: stashdb prune --keep-last 20 --keep-days 7
     """
-    raise StashError(f"stashdb prune {_RELIABILITY}")
+    report = _open(store).prune(branch, keep_last=keep_last, keep_days=keep_days)
+    if as_json:
+        _print_json(
+            {
+                "dropped": list(report.commits),
+                "objects": report.gc.objects,
+                "chunks": report.gc.chunks,
+                "bytes": report.gc.bytes,
+            }
+        )
+    else:
+        out.print(
+            f"dropped {len(report.commits)} commits; freed {report.gc.chunks} chunks "
+            f"({format_size(report.gc.bytes)}) and {report.gc.objects} objects"
+        )
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "RevisionNotFound",
     "StashError",
     "StoreNotFound",
+    "StoreWriteError",
     "UnsupportedFormat",
     "VersionMismatchWarning",
 ]
@@ -170,3 +171,15 @@ class RestoreError(StashError):
         self.name = name
         self.reason = reason
         super().__init__(f"cannot restore {name!r}: {reason}")
+
+
+class StoreWriteError(StashError):
+    """The store could not be written (disk full, file too large, I/O error …)."""
+
+    def __init__(self, location: str, why: str) -> None:
+        self.location = location
+        self.why = why
+        super().__init__(
+            f"could not write to {location} ({why}); nothing was committed and the store is "
+            "as it was: free some space (or raise the file size limit) and try again"
+        )

@@ -7,17 +7,22 @@ A Repo is built from a `Store` (commits, refs, chunks) and the workspace layer
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from sqlalchemy import Engine
 
+from stashdb import maintenance
 from stashdb.db.engine import open_engine, safe_url
-from stashdb.errors import NameNotInSnapshot, RestoreError
+from stashdb.errors import NameNotInSnapshot, RestoreError, StashError
+from stashdb.maintenance import GcReport, PruneReport, VerifyReport
 from stashdb.model import CheckoutReport, Commit, Diff, Entry, Failure, Rev, Skipped, Version
 from stashdb.refs import Ref
-from stashdb.store import Store
+from stashdb.store import ObjectsCollected, Store
 from stashdb.workspace import (
     Loader,
     Progress,
@@ -31,6 +36,9 @@ from stashdb.workspace import (
 )
 
 __all__ = ["Repo", "Snapshot"]
+
+#: Tries of a commit whose objects a concurrent gc deleted before it landed.
+_COMMIT_ATTEMPTS = 5
 
 
 class Repo:
@@ -95,6 +103,24 @@ class Repo:
         ns = namespace if namespace is not None else sys._getframe(1).f_globals
         message = "" if message is None else str(message)
         names = select_names(ns, only, exclude)
+        for _ in range(_COMMIT_ATTEMPTS):
+            try:
+                with _file_size_limit_as_error():
+                    return self._commit_once(ns, names, message, branch, progress)
+            except ObjectsCollected:
+                continue  # gc ran between our writes and our commit: store them again
+        raise StashError(
+            f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
+        )
+
+    def _commit_once(
+        self,
+        ns: Mapping[str, Any],
+        names: list[str],
+        message: str,
+        branch: str | None,
+        progress: Progress | None,
+    ) -> Commit:
         writer = self.store.chunks.writer()
         captured = capture(ns, names, writer, self.store.value_hashes, progress)
         writer.flush()
@@ -128,6 +154,33 @@ class Repo:
 
     def delete_branch(self, name: str) -> Ref:
         return self.store.delete_ref("branch", name)
+
+    # -- upkeep ----------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Walk refs → commits → manifests → objects → chunks, re-hashing every chunk.
+
+        Returns a report whose ``ok`` is true only when nothing reachable is
+        missing or damaged; each problem names the commits and variables it
+        breaks. Unpickles nothing.
+        """
+        return maintenance.verify(self.store)
+
+    def gc(self) -> GcReport:
+        """Delete chunks and objects no commit refers to; safe while others commit."""
+        return maintenance.gc(self.store)
+
+    def prune(
+        self,
+        branch: str | None = None,
+        *,
+        keep_last: int | None = None,
+        keep_days: float | None = None,
+    ) -> PruneReport:
+        """Drop old commits of a branch (default: current), keeping tags and heads; then gc."""
+        return maintenance.prune(
+            self.store, branch or self.head, keep_last=keep_last, keep_days=keep_days
+        )
 
     # -- reading ---------------------------------------------------------------
 
@@ -249,6 +302,21 @@ class Repo:
             report.warnings.append(
                 f"{entry.name}: module {entry.module} was {entry.version} at commit, now {now}"
             )
+
+
+@contextlib.contextmanager
+def _file_size_limit_as_error() -> Iterator[None]:
+    """Let a write past RLIMIT_FSIZE fail with EFBIG (a clear error) instead of SIGXFSZ
+    killing the process. Signal handlers can only be set from the main thread."""
+    xfsz = getattr(signal, "SIGXFSZ", None)
+    if xfsz is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(xfsz, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(xfsz, previous)
 
 
 class _SnapshotGlobals(dict[str, Any]):

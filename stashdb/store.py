@@ -23,7 +23,7 @@ from stashdb.errors import AmbiguousRevision, RevisionNotFound, StashError
 from stashdb.model import Change, ChangeCounts, Commit, Diff, Entry, Rev, StoreStats, Version
 from stashdb.refs import Ref, Refs
 
-__all__ = ["MIN_SHORT_ID", "Store"]
+__all__ = ["MIN_SHORT_ID", "ObjectsCollected", "Store"]
 
 #: Fewest hex digits accepted as a short commit id.
 MIN_SHORT_ID = 4
@@ -35,6 +35,13 @@ _MAX_CAS_ATTEMPTS = 100
 
 class _LostRace(Exception):
     """Another writer moved the branch between our read and our compare-and-swap."""
+
+
+class ObjectsCollected(Exception):
+    """`gc` deleted objects (or chunks) this commit wrote before its final transaction.
+
+    The commit is not written; the caller stores its values again and retries.
+    """
 
 
 class Store:
@@ -337,6 +344,7 @@ class Store:
         self, branch: str, message: str, entries: list[dict[str, Any]], metadata: dict[str, Any]
     ) -> str:
         with write_transaction(self.engine) as conn:
+            self._check_objects(conn, {e["object_id"] for e in entries if e["object_id"]})
             tip = self.refs.tip(conn, branch)
             if tip is not None:
                 parents = [tip]
@@ -365,6 +373,25 @@ class Store:
             if not self.refs.move_branch(conn, branch, tip, commit_id):
                 raise _LostRace  # rolls the whole commit back; the caller retries
         return commit_id
+
+    def _check_objects(self, conn: Connection, object_ids: set[bytes]) -> None:
+        """Raise `ObjectsCollected` unless every object and all its chunks are in the store.
+
+        Runs inside the commit's write transaction, so `gc` (which takes the
+        same lock) cannot remove anything between this check and the commit.
+        """
+        ob, oc, ch = schema.objects.c, schema.object_chunks.c, schema.chunks.c
+        wanted = list(object_ids)
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            present = conn.execute(select(func.count()).where(ob.id.in_(batch))).scalar_one()
+            holes = conn.execute(
+                select(func.count())
+                .select_from(schema.object_chunks.outerjoin(schema.chunks, ch.id == oc.chunk_id))
+                .where(oc.object_id.in_(batch), ch.id.is_(None))
+            ).scalar_one()
+            if present != len(batch) or holes:
+                raise ObjectsCollected
 
     def create_ref(self, kind: str, name: str, rev: Rev, message: str | None = None) -> Ref:
         with write_transaction(self.engine) as conn:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from stashdb.db.schema import FORMAT_VERSION
-from stashdb.errors import NotAStore, StashError, UnsupportedFormat
+from stashdb.errors import NotAStore, StashError, StoreWriteError, UnsupportedFormat
 
 __all__ = ["FORMAT_VERSION", "open_engine", "read_transaction", "safe_url", "write_transaction"]
 
@@ -68,9 +68,17 @@ def _new_engine(url: str) -> Engine:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a transaction that holds the store's write lock."""
-    with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
-        yield conn
+    """A connection inside a transaction that holds the store's write lock.
+
+    A write the database refuses (disk full, file size limit, I/O error) rolls
+    the transaction back and raises `StoreWriteError`.
+    """
+    try:
+        with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+            yield conn
+    except OperationalError as exc:
+        location = engine.url.render_as_string(hide_password=True)
+        raise StoreWriteError(location, _first_line(exc.orig or exc)) from exc
 
 
 @contextmanager
