@@ -671,9 +671,10 @@ def prune(
             }
         )
     else:
+        dropped = len(report.commits)
         out.print(
-            f"dropped {len(report.commits)} commits; freed {report.gc.chunks} chunks "
-            f"({format_size(report.gc.bytes)}) and {report.gc.objects} objects"
+            f"dropped {dropped} commit{'' if dropped == 1 else 's'}; freed {report.gc.chunks} "
+            f"chunks ({format_size(report.gc.bytes)}) and {report.gc.objects} objects"
         )
 
 

@@ -71,7 +71,8 @@ class VerifyReport:
         )
         if self.ok:
             return f"{head}\nok: everything is sound"
-        return "\n".join([head, f"{len(self.problems)} problems:", *map(str, self.problems)])
+        count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}:"
+        return "\n".join([head, count, *map(str, self.problems)])
 
 
 @dataclass(frozen=True)

@@ -311,9 +311,14 @@ def test_user_errors_are_one_line_and_exit_1(project: Cli, tmp_path: Path) -> No
     assert "no branch named 'nope'" in project.fails("history", "x", "--branch", "nope")
 
 
-def test_reliability_commands_have_their_place(project: Cli) -> None:
-    for command in ("verify", "gc", "prune"):
-        assert "issue #4" in project.fails(command)
+def test_verify_gc_and_prune(project: Cli) -> None:
+    assert "ok: everything is sound" in project("verify").stdout
+    assert project.json("verify")["ok"] is True
+    assert project.json("gc") == {"objects": 0, "chunks": 0, "bytes": 0}
+    assert "--keep-last" in project.fails("prune")
+    older = stashdb.show("HEAD~1", repo=project.root).id
+    assert project.json("prune", "--keep-last", "1")["dropped"] == [older]
+    assert len(project.json("log")) == 1
 
 
 def test_no_store_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -327,3 +327,26 @@ def test_a_file_size_limit_fails_the_commit_and_keeps_the_store(tmp_path: Path) 
     ns: dict[str, Any] = {}
     repo.checkout(namespace=ns)
     assert ns == {"small": [1, 2, 3]}
+
+
+def test_a_commit_whose_objects_gc_took_is_refused_not_written(tmp_path: Path) -> None:
+    from stashdb.store import ObjectsCollected
+    from stashdb.workspace import capture, environment
+
+    repo = stashdb.init(tmp_path)
+    ns = {"blob": os.urandom(100_000)}
+    writer = repo.store.chunks.writer()
+    captured = capture(ns, ["blob"], writer)
+    writer.flush()  # the commit's objects are in; its final transaction is not yet
+    assert repo.gc().objects == 1  # gc runs in between and takes them
+    metadata = environment("__main__") | {
+        "packages": "{}", "stored": 1, "reused": 0, "skipped": 0,
+        "chunks_written": captured.chunks_written, "bytes_written": captured.bytes_written,
+    }
+    with pytest.raises(ObjectsCollected):
+        repo.store.write_commit(
+            branch="main", message="x", entries=captured.entries, metadata=metadata
+        )
+    assert repo.log() == [] and repo.verify().ok
+    commit = repo.commit("again", namespace=ns)  # Repo.commit stores them again
+    assert repo.at(commit.id)["blob"] == ns["blob"] and repo.verify().ok
