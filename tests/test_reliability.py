@@ -350,3 +350,17 @@ def test_a_commit_whose_objects_gc_took_is_refused_not_written(tmp_path: Path) -
     assert repo.log() == [] and repo.verify().ok
     commit = repo.commit("again", namespace=ns)  # Repo.commit stores them again
     assert repo.at(commit.id)["blob"] == ns["blob"] and repo.verify().ok
+
+
+def test_prune_keep_days_drops_only_older_commits(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path)
+    made = [repo.commit(f"d{i}", namespace={"i": i}) for i in range(4)]
+    ten_days_ago = time.time() - 10 * 86400
+    with sqlite3.connect(tmp_path / ".stashdb" / "stash.db") as conn:  # as if made back then
+        for commit in made[:2]:
+            conn.execute("UPDATE commits SET time = ? WHERE id = ?", (ten_days_ago, commit.id))
+    report = repo.prune(keep_days=5)
+    assert sorted(report.commits) == sorted(c.id for c in made[:2])
+    assert [c.message for c in repo.log()] == ["d3", "d2"] and repo.verify().ok
+    with pytest.raises(stashdb.StashError, match="negative"):
+        repo.prune(keep_last=-1)
