@@ -18,6 +18,7 @@ __all__ = [
     "RevisionNotFound",
     "StashError",
     "StoreNotFound",
+    "StoreUnreachable",
     "StoreWriteError",
     "UnsupportedFormat",
     "VersionMismatchWarning",
@@ -182,4 +183,16 @@ class StoreWriteError(StashError):
         super().__init__(
             f"could not write to {location} ({why}); nothing was committed and the store is "
             "as it was: free some space (or raise the file size limit) and try again"
+        )
+
+
+class StoreUnreachable(StashError):
+    """The database server (or file) cannot be reached with the given URL."""
+
+    def __init__(self, location: str, why: str) -> None:
+        self.location = location
+        self.why = why
+        super().__init__(
+            f"cannot connect to {location} ({why}); check that the server is running and "
+            "that the URL's host, port, user, password and database are right"
         )

@@ -1,12 +1,20 @@
-"""Shared fixtures: real SQLite stores in tmp_path, and fresh interpreters."""
+"""Shared fixtures: real stores (SQLite files, PostgreSQL schemas) and fresh interpreters.
+
+Backend-facing tests take the `repo` (or `store_url`) fixture and run once per
+backend. PostgreSQL runs when STASHDB_TEST_POSTGRES_URL names a server (CI sets
+it); without it those cases skip, saying why.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +23,71 @@ import pytest
 import stashdb
 from stashdb.api import _open_repos
 
+POSTGRES_ENV = "STASHDB_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def close_open_repos() -> None:
+    for repo in _open_repos.values():
+        repo.close()
+    _open_repos.clear()
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server to test against, or skip the test saying how to get one."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV}, e.g. postgresql+psycopg://root@127.0.0.1/test"
+        )
+    return url
+
+
+@contextlib.contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema on the server; yields a URL whose search_path is that schema."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"stashdb_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    except Exception as exc:  # set but unreachable: a failure, not a skip
+        pytest.fail(f"{POSTGRES_ENV} is set but the server cannot be used: {exc}")
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={name}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        close_open_repos()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty store, once on each backend."""
+    if request.param == "sqlite":
+        yield stashdb.init(tmp_path).url
+    else:
+        with postgres_schema(postgres_url()) as url:
+            yield url
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Each test runs in its own directory, with no store opened by another test."""
     monkeypatch.chdir(tmp_path)
     yield
-    for repo in _open_repos.values():
-        repo.close()
-    _open_repos.clear()
+    close_open_repos()
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> stashdb.Repo:
-    return stashdb.init(tmp_path)
+def repo(store_url: str) -> stashdb.Repo:
+    """A store on each backend (a SQLite one in the test's directory)."""
+    return stashdb.init(store_url)
 
 
 def run_python(code: str, cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:

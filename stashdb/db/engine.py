@@ -1,4 +1,9 @@
-"""Engines for stores: SQLite pragmas, write transactions, format checks, migrations.
+"""Engines for stores: SQLite pragmas, the write lock, format checks, migrations.
+
+Every write transaction holds the store's one write lock: ``BEGIN IMMEDIATE``
+on SQLite, a transaction-scoped advisory lock on PostgreSQL. Writers queue
+rather than fail, and `gc` cannot interleave with a commit's final
+transaction on either backend.
 
 Alembic (≈250 ms to import) is loaded only when a store is created or upgraded,
 so opening an existing store stays cheap.
@@ -15,12 +20,26 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, OperationalError
 
-from stashdb.db.schema import FORMAT_VERSION
-from stashdb.errors import NotAStore, StashError, StoreWriteError, UnsupportedFormat
+from stashdb.db.schema import FORMAT_VERSION, SCHEMA_REVISIONS
+from stashdb.errors import (
+    NotAStore,
+    StashError,
+    StoreUnreachable,
+    StoreWriteError,
+    UnsupportedFormat,
+)
 
-__all__ = ["FORMAT_VERSION", "open_engine", "read_transaction", "safe_url", "write_transaction"]
+__all__ = [
+    "FORMAT_VERSION",
+    "open_engine",
+    "read_transaction",
+    "safe_url",
+    "schema_revision",
+    "upgrade",
+    "write_transaction",
+]
 
 #: Seconds a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 300
@@ -57,13 +76,41 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # The store's write lock, released at commit or rollback. Keyed by schema
+        # so that stores in different schemas of one database do not queue.
+        if conn.get_execution_options().get(_WRITE, False):
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
+
+
 def _new_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-        _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise NotAStore(url, f"not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+            _configure_sqlite(engine)
+            return engine
+        engine = create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:
+        extra = " (pip install 'stashdb[postgres]')" if backend == "postgresql" else ""
+        raise StashError(
+            f"cannot open {safe_url(url)}: its database driver is not installed{extra}: {exc}"
+        ) from None
+    except ArgumentError as exc:
+        raise NotAStore(safe_url(url), str(exc)) from None
+    if backend == "postgresql":
+        _configure_postgresql(engine)
+    elif backend != "sqlite":
+        engine.dispose()
+        why = f"stashdb stores live in SQLite or PostgreSQL, not {backend}"
+        raise NotAStore(safe_url(url), why)
+    return engine
 
 
 @contextmanager
@@ -88,16 +135,24 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def open_engine(url: str, *, create: bool) -> Engine:
+def open_engine(url: str, *, create: bool, upgrade_schema: bool = True) -> Engine:
     """Open the store at ``url``, creating it when ``create`` and it is empty.
 
+    A store at an older schema revision is upgraded (under the write lock)
+    unless ``upgrade_schema`` is false.
+
     Raises:
+        StoreUnreachable: the server cannot be reached, or refuses the login.
         NotAStore: the database holds something else, or is not a database at all.
         UnsupportedFormat: the store was written by a newer stashdb.
     """
     engine = _new_engine(url)
     try:
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnreachable(safe_url(url), _first_line(exc.orig or exc)) from None
+        with conn:
             tables = set(inspect(conn).get_table_names())
         if "meta" not in tables:
             if tables:
@@ -108,8 +163,8 @@ def open_engine(url: str, *, create: bool) -> Engine:
         found = _format_version(engine, url)
         if found > FORMAT_VERSION:
             raise UnsupportedFormat(safe_url(url), found, FORMAT_VERSION)
-        if found < FORMAT_VERSION:
-            upgrade(engine)
+        if upgrade_schema and schema_revision(engine) in SCHEMA_REVISIONS[:-1]:
+            upgrade(engine)  # a revision we know that is not the newest
     except StashError:
         engine.dispose()
         raise
@@ -156,6 +211,14 @@ def _create(engine: Engine, url: str) -> None:
                     {"k": "HEAD", "v": "main"},
                 ],
             )
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the store's schema is at (None if it records none)."""
+    with engine.connect() as conn:
+        if "alembic_version" not in inspect(conn).get_table_names():
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def migrations_dir() -> Path:

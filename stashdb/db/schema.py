@@ -21,8 +21,14 @@ from sqlalchemy import (
     Text,
 )
 
-#: The format this code writes, and the newest it reads.
+#: The format this code writes, and the newest it reads. It changes only when
+#: older code would misread a store; schema revisions that older code can live
+#: with (an index, say) keep it.
 FORMAT_VERSION = 1
+
+#: The Alembic revisions this code knows, oldest first; the last is the head.
+#: A test checks them against migrations/versions/.
+SCHEMA_REVISIONS = ("0001", "0002")
 
 metadata = MetaData()
 
@@ -121,6 +127,7 @@ entries = Table(
     Column("module", Text),  # module entries: the module to import
     Column("version", Text),  # module entries: its version when committed
     Index("ix_entries_object_id", "object_id"),
+    Index("ix_entries_name", "name", "commit_id"),  # revision 0002: history, diff
 )
 
 #: Branches (move on commit) and tags (fixed), in one namespace.
