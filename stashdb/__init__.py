@@ -26,6 +26,8 @@ from stashdb.errors import (
     RevisionNotFound,
     StashError,
     StoreNotFound,
+    StoreUnreachable,
+    StoreWriteError,
     UnsupportedFormat,
     VersionMismatchWarning,
 )
@@ -44,6 +46,8 @@ _LAZY = {
     "branch": "stashdb.api",
     "at": "stashdb.api",
     "history": "stashdb.api",
+    "migrate": "stashdb.api",
+    "Migration": "stashdb.api",
     "find_store": "stashdb.api",
     "Repo": "stashdb.repo",
     "Snapshot": "stashdb.repo",
@@ -64,6 +68,7 @@ __all__ = [*errors.__all__, "__version__", *_LAZY]
 
 if TYPE_CHECKING:
     from stashdb.api import (
+        Migration,
         at,
         branch,
         checkout,
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
         history,
         init,
         log,
+        migrate,
         open,
         show,
         tag,

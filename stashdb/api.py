@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from stashdb.db.engine import safe_url
 from stashdb.errors import NotAStore, StoreNotFound
 from stashdb.model import CheckoutReport, Commit, Diff, Rev, Version
 from stashdb.refs import Ref
@@ -29,6 +31,7 @@ __all__ = [
     "history",
     "init",
     "log",
+    "migrate",
     "open",
     "show",
     "tag",
@@ -77,22 +80,48 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
     """
     text = os.fspath(path)
     if _is_url(text):
-        return _cached(text, create=True, location=text)
+        return _cached(text, create=True, location=safe_url(text))
     directory = Path(text)
-    store_dir = directory / STORE_DIR
     if directory.is_file():
         raise NotAStore(str(directory), "it is a file; stashdb.init() takes a directory")
+    store_dir = directory / STORE_DIR
     store_dir.mkdir(parents=True, exist_ok=True)
     db = store_dir / STORE_FILE
     return _cached(_sqlite_url(db), create=True, location=str(store_dir.resolve()))
+
+
+def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str] | None:
+    """``(url, location)`` of an existing store named by ``repo``; None if there is none.
+
+    Raises:
+        NotAStore: ``repo`` names a path that exists but holds no store.
+    """
+    if repo is None:
+        found = find_store()
+        return (_sqlite_url(found), str(found.parent)) if found is not None else None
+    text = os.fspath(repo)
+    if _is_url(text):
+        return text, safe_url(text)
+    path = Path(text)
+    if path.is_dir():
+        if path.name == STORE_DIR and (path / STORE_FILE).is_file():
+            path = path.parent
+        db = path / STORE_DIR / STORE_FILE
+        if db.is_file():
+            return _sqlite_url(db), str(db.parent)
+        why = f"it has no {STORE_DIR}/{STORE_FILE}; run stashdb.init() there"
+        raise NotAStore(str(path), why)
+    if path.is_file():
+        return _sqlite_url(path), str(path)
+    return None
 
 
 def open(repo: RepoLike = None, *, create: bool = False) -> Repo:
     """The store named by ``repo``: a Repo, a directory, a SQLite file, or a database URL.
 
     With ``repo=None`` the store is found by walking up from the current
-    directory; with ``create`` a new one is made in the current directory when
-    none is found (and that is said once, on stderr).
+    directory; with ``create`` a new one is made (in the current directory, or
+    the directory given) when none is found, and that is said once, on stderr.
 
     Raises:
         StoreNotFound: no store was found and ``create`` is false.
@@ -100,35 +129,64 @@ def open(repo: RepoLike = None, *, create: bool = False) -> Repo:
     """
     if isinstance(repo, Repo):
         return repo
+    try:
+        located = _locate(repo)
+    except NotAStore:
+        if not create:
+            raise
+        located = None
+    if located is not None:
+        url, location = located
+        # create: a store another process is still creating gets waited for.
+        return _cached(url, create=create, location=location)
+    if not create:
+        if repo is None:
+            raise StoreNotFound(str(Path.cwd()))
+        raise NotAStore(os.fspath(repo), "no such file or directory")
+    made = init(Path.cwd() if repo is None else repo)
     if repo is None:
-        found = find_store()
-        if found is None:
-            if not create:
-                raise StoreNotFound(str(Path.cwd()))
-            made = init(Path.cwd())
-            print(f"stashdb: created a new store in {made.location}", file=sys.stderr)
-            return made
-        # create: a store file another process is still creating gets waited for.
-        return _cached(_sqlite_url(found), create=create, location=str(found.parent))
-    text = os.fspath(repo)
-    if _is_url(text):
-        return _cached(text, create=create, location=text)
-    path = Path(text)
-    if path.is_dir():
-        if path.name == STORE_DIR and (path / STORE_FILE).is_file():
-            path = path.parent
-        db = path / STORE_DIR / STORE_FILE
-        if not db.is_file():
-            if create:
-                return init(path)
-            why = f"it has no {STORE_DIR}/{STORE_FILE}; run stashdb.init() there"
-            raise NotAStore(str(path), why)
-        return _cached(_sqlite_url(db), create=False, location=str(db.parent))
-    if path.is_file():
-        return _cached(_sqlite_url(path), create=False, location=str(path))
-    if create:
-        return init(path)
-    raise NotAStore(str(path), "no such file or directory")
+        print(f"stashdb: created a new store in {made.location}", file=sys.stderr)
+    return made
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What `migrate` did: the schema revision before and after."""
+
+    location: str
+    before: str | None
+    after: str | None
+
+    def __str__(self) -> str:
+        if self.before == self.after:
+            return f"{self.location} is at schema revision {self.after}: nothing to do"
+        return f"upgraded {self.location} from schema revision {self.before} to {self.after}"
+
+
+def migrate(repo: str | os.PathLike[str] | None = None) -> Migration:
+    """Upgrade a store's schema to the newest revision this stashdb knows.
+
+    Opening a store upgrades it anyway; this does it explicitly and says what
+    changed. Raises like `open`.
+    """
+    from stashdb.db.engine import open_engine, schema_revision, upgrade
+
+    located = _locate(repo)
+    if located is None:
+        raise StoreNotFound(str(Path.cwd())) if repo is None else NotAStore(
+            os.fspath(repo), "no such file or directory"
+        )
+    url, location = located
+    engine = open_engine(url, create=False, upgrade_schema=False)
+    try:
+        before = schema_revision(engine)
+        upgrade(engine)
+        return Migration(location, before, schema_revision(engine))
+    finally:
+        engine.dispose()
+        stale = _open_repos.pop(url, None)
+        if stale is not None:
+            stale.close()
 
 
 def _caller_globals() -> dict[str, Any]:

@@ -9,6 +9,7 @@ large buffer rewrites only the chunks it touches (docs/format.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,7 @@ class ObjectWriter:
         raw_size = sum(v.nbytes for v in views)
         self._pending.objects.append(
             {"id": object_id, "pickler": pickler, "parts": len(views),
-             "raw_size": raw_size, "stored_size": stored_size}
+             "raw_size": raw_size, "stored_size": stored_size, "created": time.time()}
         )
         self._pending.stored_sizes[object_id] = stored_size
         return StoredObject(object_id, raw_size, stored_size, False, new_chunks, written)

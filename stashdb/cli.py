@@ -629,12 +629,18 @@ def verify(store: Store = None, as_json: Json = False) -> None:
 
 
 @app.command()
-def gc(store: Store = None, as_json: Json = False) -> None:
+def gc(
+    grace: Annotated[
+        float, typer.Option(help="Spare objects written in the last SECONDS (commits in flight).")
+    ] = 3600.0,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
     """Delete chunks and objects no commit refers to (safe while others commit).
 
-    Example: stashdb gc
+    Example: stashdb gc --grace 0
     """
-    freed = _open(store).gc()
+    freed = _open(store).gc(grace=grace)
     if as_json:
         _print_json({"objects": freed.objects, "chunks": freed.chunks, "bytes": freed.bytes})
     else:
@@ -676,6 +682,21 @@ def prune(
             f"dropped {dropped} commit{'' if dropped == 1 else 's'}; freed {report.gc.chunks} "
             f"chunks ({format_size(report.gc.bytes)}) and {report.gc.objects} objects"
         )
+
+
+@app.command()
+def migrate(store: Store = None, as_json: Json = False) -> None:
+    """Upgrade the store's schema to the newest revision this stashdb knows.
+
+    Opening a store upgrades it anyway; this does it explicitly and says what it did.
+
+    Example: stashdb migrate --store postgresql+psycopg://me@db/team
+    """
+    done = stashdb.migrate(store or None)
+    if as_json:
+        _print_json({"store": done.location, "before": done.before, "after": done.after})
+    else:
+        out.print(escape(str(done)), soft_wrap=True)
 
 
 def main() -> None:

@@ -23,7 +23,16 @@ from stashdb.db.engine import read_transaction, write_transaction
 from stashdb.errors import StashError
 from stashdb.store import Store
 
-__all__ = ["GcReport", "Problem", "PruneReport", "VerifyReport", "gc", "prune", "verify"]
+__all__ = [
+    "GRACE_SECONDS",
+    "GcReport",
+    "Problem",
+    "PruneReport",
+    "VerifyReport",
+    "gc",
+    "prune",
+    "verify",
+]
 
 _BATCH = 500
 
@@ -204,23 +213,38 @@ def _batches(items: list[Any], size: int = _BATCH) -> Iterable[list[Any]]:
 # -- gc ----------------------------------------------------------------------------------
 
 
-def gc(store: Store) -> GcReport:
+#: Objects younger than this are spared by default: they may belong to a commit
+#: still writing (its objects go in before its final transaction).
+GRACE_SECONDS = 3600.0
+
+
+def gc(store: Store, *, grace: float = GRACE_SECONDS) -> GcReport:
     """Delete the objects no commit refers to, then the chunks no object refers to.
 
-    Runs in one write transaction: other writers wait. A commit that had
-    already written objects which this deletes notices in its final
-    transaction and writes them again (`Store.write_commit`).
+    Objects written in the last ``grace`` seconds are spared, so commits in
+    flight keep what they wrote. Runs in one write transaction: other writers
+    wait. A commit that reused an old object which this deletes notices in its
+    final transaction and writes it again (`Store.write_commit`).
     """
     with write_transaction(store.engine) as conn:
-        return _collect(conn)
+        return _collect(conn, time.time() - grace)
 
 
-def _collect(conn: Connection) -> GcReport:
+def _collect(
+    conn: Connection, written_before: float, released: Iterable[bytes] = ()
+) -> GcReport:
+    """Delete unreferenced objects written before ``written_before`` (or in ``released``,
+    objects just let go of by dropped commits, whatever their age), then orphan chunks."""
     e, oc, ob, ch = schema.entries.c, schema.object_chunks.c, schema.objects.c, schema.chunks.c
     used_objects = select(e.object_id).where(e.object_id.is_not(None))
+    old = (ob.created.is_(None)) | (ob.created < written_before)
     dead_objects = conn.execute(
-        delete(schema.objects).where(ob.id.not_in(used_objects))
+        delete(schema.objects).where(ob.id.not_in(used_objects), old)
     ).rowcount
+    for batch in _batches(list(released)):
+        dead_objects += conn.execute(
+            delete(schema.objects).where(ob.id.in_(batch), ob.id.not_in(used_objects))
+        ).rowcount
     conn.execute(delete(schema.object_chunks).where(oc.object_id.not_in(select(ob.id))))
     orphan = ch.id.not_in(select(oc.chunk_id))
     chunks, size = conn.execute(
@@ -239,8 +263,9 @@ def prune(
     *,
     keep_last: int | None = None,
     keep_days: float | None = None,
+    grace: float = GRACE_SECONDS,
 ) -> PruneReport:
-    """Drop the old commits of ``branch``, then collect what they alone held.
+    """Drop the old commits of ``branch``, then collect what they alone held (see `gc`).
 
     Only commits on the branch's first-parent chain are candidates. Kept: the
     newest ``keep_last``, those younger than ``keep_days``, tagged commits,
@@ -306,11 +331,19 @@ def prune(
                         commit_id=newer, position=0, parent_id=older
                     )
                 )
+        released: set[bytes] = set()
         for batch in _batches(dropped):
+            e = schema.entries.c
+            released.update(
+                bytes(object_id)
+                for object_id in conn.execute(
+                    select(e.object_id).where(e.commit_id.in_(batch), e.object_id.is_not(None))
+                ).scalars()
+            )
             conn.execute(delete(schema.entries).where(schema.entries.c.commit_id.in_(batch)))
             conn.execute(delete(schema.commit_parents).where(p.commit_id.in_(batch)))
             conn.execute(delete(schema.commits).where(c.id.in_(batch)))
-        freed = _collect(conn)
+        freed = _collect(conn, time.time() - grace, released)
     return PruneReport(tuple(dropped), freed)
 
 

@@ -166,9 +166,13 @@ class Repo:
         """
         return maintenance.verify(self.store)
 
-    def gc(self) -> GcReport:
-        """Delete chunks and objects no commit refers to; safe while others commit."""
-        return maintenance.gc(self.store)
+    def gc(self, *, grace: float = maintenance.GRACE_SECONDS) -> GcReport:
+        """Delete chunks and objects no commit refers to; safe while others commit.
+
+        Objects written in the last ``grace`` seconds (default: an hour) are
+        spared: they may belong to a commit still in flight.
+        """
+        return maintenance.gc(self.store, grace=grace)
 
     def prune(
         self,
@@ -176,10 +180,12 @@ class Repo:
         *,
         keep_last: int | None = None,
         keep_days: float | None = None,
+        grace: float = maintenance.GRACE_SECONDS,
     ) -> PruneReport:
         """Drop old commits of a branch (default: current), keeping tags and heads; then gc."""
         return maintenance.prune(
-            self.store, branch or self.head, keep_last=keep_last, keep_days=keep_days
+            self.store, branch or self.head, keep_last=keep_last, keep_days=keep_days,
+            grace=grace,
         )
 
     # -- reading ---------------------------------------------------------------

@@ -68,12 +68,12 @@ def postgres_schema(base_url: str) -> Iterator[str]:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty store, once on each backend."""
+    """The URL of a new, empty store, once on each backend."""
     if request.param == "sqlite":
         yield stashdb.init(tmp_path).url
     else:
         with postgres_schema(postgres_url()) as url:
-            yield url
+            yield stashdb.init(url).url
 
 
 @pytest.fixture(autouse=True)

@@ -1,25 +1,45 @@
-"""The schema is owned by the Alembic revisions, which ship inside the package."""
+"""The schema is owned by the Alembic revisions, which ship inside the package and upgrade
+old stores on every backend."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, Table, create_engine, inspect, select
+from typer.testing import CliRunner
 
 import stashdb
-from stashdb.db.schema import metadata
+from conftest import BACKENDS, postgres_schema, postgres_url
+from stashdb.cli import app
+from stashdb.db import schema
+from stashdb.db.engine import migrations_dir, schema_revision, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
+REV1 = ROOT / "tests" / "data" / "store-rev1.db"
 
 
 def test_migrations_match_the_schema_module(repo: stashdb.Repo) -> None:
     with repo.store.engine.connect() as conn:
-        drift = compare_metadata(MigrationContext.configure(conn), metadata)
+        drift = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert drift == []
+
+
+def test_the_code_knows_exactly_the_revisions_that_ship() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    scripts = ScriptDirectory.from_config(config)
+    chain = [s.revision for s in scripts.walk_revisions()][::-1]
+    assert tuple(chain) == schema.SCHEMA_REVISIONS
+    assert scripts.get_heads() == [schema.SCHEMA_REVISIONS[-1]]
 
 
 def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
@@ -32,5 +52,87 @@ def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("stashdb-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "stashdb/migrations/env.py" in names
-    assert "stashdb/migrations/versions/0001_format_1.py" in names
+    for revision in ("0001_format_1.py", "0002_entries_name_index.py", "0003_objects_created.py"):
+        assert f"stashdb/migrations/versions/{revision}" in names
     assert "stashdb/migrations/script.py.mako" in names
+
+
+def _revision_1_store(backend: str, tmp_path: Path, stack: list[object]) -> str:
+    """The URL of a store holding the revision-1 fixture's data, at revision 0001."""
+    if backend == "sqlite":
+        copy = tmp_path / "old.db"
+        shutil.copy(REV1, copy)
+        return f"sqlite:///{copy}"
+    context = postgres_schema(postgres_url())
+    url = context.__enter__()
+    stack.append(context)
+    target = create_engine(url)
+    upgrade(target, "0001")  # the schema as revision 0001 made it
+    source = create_engine(f"sqlite:///{REV1}")
+    with source.connect() as src, target.begin() as dst:
+        for table in schema.metadata.sorted_tables:
+            old = Table(table.name, MetaData(), autoload_with=src)  # its revision-1 columns
+            rows = [dict(r._mapping) for r in src.execute(select(old))]
+            if table is schema.meta:
+                rows = [r for r in rows if r["key"] != "format_version"]
+            if rows:
+                dst.execute(table.insert(), rows)
+    source.dispose()
+    target.dispose()
+    return url
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_revision_1_store_is_upgraded_on_open_and_keeps_everything(
+    backend: str, tmp_path: Path
+) -> None:
+    contexts: list[object] = []
+    try:
+        url = _revision_1_store(backend, tmp_path, contexts)
+        probe = create_engine(url)
+        assert schema_revision(probe) == "0001"
+        assert "ix_entries_name" not in {i["name"] for i in inspect(probe).get_indexes("entries")}
+        probe.dispose()
+
+        repo = stashdb.open(url)
+        assert schema_revision(repo.store.engine) == schema.SCHEMA_REVISIONS[-1]
+        with repo.store.engine.connect() as conn:
+            names = {i["name"] for i in inspect(conn).get_indexes("entries")}
+        assert "ix_entries_name" in names
+        assert [c.message for c in repo.log(all=True)] == ["on side", "second", "first"]
+        assert [t.name for t in repo.tags()] == ["v1"] and repo.head == "main"
+        first = repo.at("v1")
+        assert first["numbers"] == [1, 2, 3] and first["holder"]["k"] is first["numbers"]
+        assert repo.at("main")["factor"] == 3 and repo.at("main")["os"].sep == "/"
+        assert [v.status for v in repo.history("numbers")] == ["changed", "added"]
+        assert repo.verify().ok
+        repo.commit("after the upgrade", namespace={"new": 1})
+        assert repo.log()[0].parents[0] == repo.resolve("HEAD~1")
+    finally:
+        for context in contexts:
+            context.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_stashdb_migrate_says_what_it_did(tmp_path: Path) -> None:
+    shutil.copy(REV1, tmp_path / "old.db")
+    runner = CliRunner()
+    first = runner.invoke(app, ["migrate", "--store", str(tmp_path / "old.db")])
+    newest = schema.SCHEMA_REVISIONS[-1]
+    assert first.exit_code == 0 and f"from schema revision 0001 to {newest}" in first.stdout
+    again = runner.invoke(app, ["migrate", "--store", str(tmp_path / "old.db"), "--json"])
+    assert again.exit_code == 0 and f'"before": "{newest}"' in again.stdout
+
+
+def test_a_store_from_a_newer_stashdb_with_a_compatible_revision_still_opens(
+    repo: stashdb.Repo,
+) -> None:
+    from sqlalchemy import text
+
+    # A later stashdb adds a revision that keeps format 1 (an index, say).
+    with repo.store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    repo.close()
+    stashdb.api._open_repos.clear()
+    reopened = stashdb.open(repo.url)
+    reopened.commit(namespace={"x": 1})
+    assert schema_revision(reopened.store.engine) == "0099"

@@ -20,7 +20,7 @@ def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
     assert again.location == repo.location
     with sqlite3.connect(tmp_path / "project" / ".stashdb" / "stash.db") as db:
         assert db.execute("PRAGMA page_size").fetchone()[0] == 65536
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
 
 
 def test_the_store_is_found_by_walking_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,3 +125,34 @@ def test_a_repo_in_a_namespace_is_stored_as_its_location(repo: stashdb.Repo) -> 
     repo.checkout(namespace=ns)
     restored = ns["store"]
     assert isinstance(restored, stashdb.Repo) and restored.url == repo.url
+
+
+def test_a_server_that_is_down_is_one_clear_line_without_the_password() -> None:
+    url = "postgresql+psycopg://root:s3cret@127.0.0.1:1/test"
+    with pytest.raises(stashdb.StoreUnreachable) as info:
+        stashdb.log(repo=url)
+    message = str(info.value)
+    assert "127.0.0.1:1" in message and "s3cret" not in message and "***" in message
+    from typer.testing import CliRunner
+
+    from stashdb.cli import app
+
+    result = CliRunner().invoke(app, ["log", "--store", url])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot connect" in result.stderr and "s3cret" not in result.stderr
+
+
+def test_a_missing_database_is_one_clear_line() -> None:
+    from sqlalchemy.engine import make_url
+
+    from conftest import postgres_url
+
+    url = make_url(postgres_url()).set(database="stashdb_no_such_database", password="pw")
+    with pytest.raises(stashdb.StoreUnreachable, match="does not exist") as info:
+        stashdb.log(repo=url.render_as_string(hide_password=False))
+    assert "pw@" not in str(info.value)
+
+
+def test_an_unsupported_url_is_refused() -> None:
+    with pytest.raises(stashdb.StashError, match=r"SQLite or PostgreSQL|driver"):
+        stashdb.log(repo="mysql://root@127.0.0.1/test")

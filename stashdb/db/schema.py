@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 
 #: The Alembic revisions this code knows, oldest first; the last is the head.
 #: A test checks them against migrations/versions/.
-SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
 
 metadata = MetaData()
 
@@ -60,6 +60,9 @@ objects = Table(
     Column("parts", Integer, nullable=False),  # 1 stream + N buffers
     Column("raw_size", BigInteger, nullable=False),
     Column("stored_size", BigInteger, nullable=False),
+    # Revision 0003: when it was written (epoch seconds; NULL: before 0003, old).
+    # gc spares recent objects: they may belong to a commit still in flight.
+    Column("created", Float),
 )
 
 #: The chunks of each part of an object, in order.
