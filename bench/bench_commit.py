@@ -67,7 +67,34 @@ import json as _json, os as _os, statistics as _statistics, sys as _sys, time as
 import dill as _dill, sessionstash as _sessionstash, stashdb as _stashdb
 from pathlib import Path as _Path
 
-_work, _repeat = _Path(_sys.argv[1]), int(_sys.argv[2])
+_work, _repeat, _postgres = _Path(_sys.argv[1]), int(_sys.argv[2]), _sys.argv[3]
+
+
+def _new_store(name):
+    # A new store: a directory under the work dir, or a schema on the PostgreSQL server.
+    if not _postgres:
+        return _stashdb.init(_work / name)
+    from sqlalchemy import create_engine as _create_engine, text as _text
+    from sqlalchemy.engine import make_url as _make_url
+    schema = f"stashdb_bench_{{name}}_{{_os.getpid()}}"
+    with _create_engine(_postgres).begin() as conn:
+        conn.execute(_text(f'DROP SCHEMA IF EXISTS "{{schema}}" CASCADE'))
+        conn.execute(_text(f'CREATE SCHEMA "{{schema}}"'))
+    url = _make_url(_postgres).update_query_dict({{"options": f"-csearch_path={{schema}}"}})
+    return _stashdb.init(url.render_as_string(hide_password=False))
+
+
+def _store_size(repo):
+    # Bytes the store takes: its files, or its tables and indexes on the server.
+    if not _postgres:
+        return sum(f.stat().st_size for f in _Path(repo.location).rglob("*") if f.is_file())
+    from sqlalchemy import text as _text
+    with repo.store.engine.connect() as conn:
+        return conn.execute(_text(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r'")).scalar()
+
 _results = {{}}
 
 def _median(fn):
@@ -80,7 +107,7 @@ def _median(fn):
 
 # Each first save goes to its own empty store, made beforehand: creating a
 # store (running its migration) is a one-off, not part of saving.
-_empty = [_stashdb.init(_work / f"first{{_i}}") for _i in range(_repeat)]
+_empty = [_new_store(f"first{{_i}}") for _i in range(_repeat)]
 def _stash_first():
     _empty.pop().commit("first")
 
@@ -94,7 +121,7 @@ _results["first save (s)"] = {{
     "sessionstash": _median(_sessionstash_save),
 }}
 
-_repo = _stashdb.init(_work / "store")
+_repo = _new_store("store")
 _repo.commit("base")
 def _tweak_then(save):
     def run():
@@ -108,7 +135,7 @@ _results["save after a small change (s)"] = {{
     "sessionstash": _median(_tweak_then(_sessionstash_save)),
 }}
 
-_growth = _stashdb.init(_work / "growth")
+_growth = _new_store("growth")
 _dill_total = _ws_total = 0
 for _i in range(5):
     threshold = 0.1 * _i
@@ -117,14 +144,16 @@ for _i in range(5):
     _sessionstash.save_workspace(_work / f"ws{{_i}}.pkl", namespace=globals())
     _dill_total += (_work / f"session{{_i}}.pkl").stat().st_size
     _ws_total += (_work / f"ws{{_i}}.pkl").stat().st_size
-_store_bytes = sum(f.stat().st_size for f in (_work / "growth").rglob("*") if f.is_file())
+_store_bytes = int(_store_size(_growth))
 _results["storage after 5 saves (MB)"] = {{
     "stashdb": _store_bytes / 1e6, "dill": _dill_total / 1e6, "sessionstash": _ws_total / 1e6,
 }}
 _sys.stdout = _stdout
 _repo.close()
 _growth.close()
-print(_json.dumps({{"results": _results, "weights": weights.nbytes, "rows": len(frame),
+print(_json.dumps({{"results": _results, "store": _repo.url, "pid": _os.getpid(),
+                   "weights": weights.nbytes,
+                   "rows": len(frame),
                    "frame": int(frame.memory_usage().sum()), "records": len(records)}}))
 """
 
@@ -149,6 +178,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="workspace size factor")
     parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="keep stashdb's stores on this PostgreSQL server (one schema per store)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stashdb-bench-"))
@@ -160,15 +194,14 @@ def main() -> None:
     worker = work / "saves.py"
     worker.write_text(code + SAVES_CODE.format())
     done = subprocess.run(
-        [sys.executable, str(worker), str(work), str(args.repeat)],
+        [sys.executable, str(worker), str(work), str(args.repeat), args.postgres or ""],
         cwd=work, check=True, capture_output=True, text=True,
     )
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     results: dict[str, dict[str, float]] = measured["results"]
-    store = work / "store"
 
     # -- restore in a fresh interpreter -------------------------------------------------
-    store_dir = str(store)
+    store_dir = measured["store"]
     results["restore one small variable, fresh process (s)"] = {
         "stashdb": fresh_process_time(
             f"import stashdb\nstashdb.checkout(only=['threshold'], repo={store_dir!r})\n",
@@ -226,6 +259,21 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     shutil.rmtree(work, ignore_errors=True)
+    if args.postgres:
+        _drop_schemas(args.postgres, f"stashdb_bench_%_{measured['pid']}")
+
+
+def _drop_schemas(url: str, pattern: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        names = conn.execute(
+            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": pattern}
+        ).scalars().all()
+        for name in names:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -441,3 +441,27 @@ def test_a_session_as_real_processes(tmp_path: Path, command: str) -> None:
         tmp_path,
     )
     assert last_json(loaded) == [1.0, 0.5]
+
+
+def test_every_command_on_each_backend(cli: Cli, store_url: str) -> None:
+    """The same session against a SQLite file and a PostgreSQL schema, by --store URL."""
+    s = ["--store", store_url]
+    cli("commit", *s, "-m", "two", "train.py", "--epochs", "2")
+    cli("commit", *s, "-m", "four", "train.py", "--epochs", "4")
+    assert [c["message"] for c in cli.json("log", *s)] == ["four", "two"]
+    assert "2 → 4" in cli("diff", "HEAD~1", *s).stdout
+    assert [v["status"] for v in cli.json("history", "epochs", *s)] == ["changed", "added"]
+    cli("tag", "first", "HEAD~1", *s)
+    cli("branch", "side", *s)
+    assert cli.json("show", "first", *s)["message"] == "two"
+    target = cli.root / f"{store_url.split(':')[0]}.pkl"
+    cli("checkout", "first", "--only", "losses", "--to", str(target), *s)
+    assert target.is_file()
+    assert cli.json("status", *s)["commits"] == 2
+    assert cli.json("du", *s)["stored_size"] > 0
+    assert cli.json("verify", *s)["ok"] is True
+    assert cli.json("gc", *s)["objects"] == 0
+    assert cli.json("prune", "--keep-last", "5", *s)["dropped"] == []
+    assert "nothing to do" in cli("migrate", *s).stdout
+    env_runner = CliRunner(env={"STASHDB_URL": store_url})
+    assert len(json.loads(env_runner.invoke(app, ["log", "--json"]).stdout)) == 2
