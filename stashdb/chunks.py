@@ -46,6 +46,8 @@ _SAMPLE = 64 * 1024
 _MAX_RATIO = 0.9
 #: Pending chunk bytes that trigger a write transaction.
 _FLUSH_BYTES = 64 * 1024 * 1024
+#: Chunk rows per INSERT statement.
+_INSERT_ROWS = 64
 #: Bound parameters per IN (...) query; SQLite's limit is 32766, PostgreSQL's 65535.
 _BATCH = 500
 
@@ -138,9 +140,11 @@ class ObjectWriter:
     the objects.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, compress: bool = True) -> None:
         self._engine = engine
+        self._compress = compress  # False: every chunk raw (same ids, same values)
         self._pending = _Pending()
+        self._written: dict[bytes, int] = {}  # chunks flushed ahead of their objects
         self._compressor: Any = None
 
     def put(self, pickler: str, parts: Sequence[Any]) -> StoredObject:
@@ -190,7 +194,7 @@ class ObjectWriter:
     ) -> StoredObject:
         written = new_chunks = stored_size = 0
         for part_no, (view, part) in enumerate(zip(views, layout)):
-            compress = self._worth_compressing(view)
+            compress = self._compress and self._worth_compressing(view)
             for seq, (cid, data) in enumerate(part):
                 self._pending.object_chunks.append(
                     {"object_id": object_id, "part": part_no, "seq": seq,
@@ -203,6 +207,10 @@ class ObjectWriter:
                     self._pending.nbytes += existing[cid]
                     written += existing[cid]
                     new_chunks += 1
+                    if self._pending.nbytes >= _FLUSH_BYTES:
+                        # Chunks may go before their object: memory stays bounded
+                        # however big one value is (the object row comes later).
+                        self._flush_chunks()
                 stored_size += existing[cid]
         raw_size = sum(v.nbytes for v in views)
         self._pending.objects.append(
@@ -218,12 +226,24 @@ class ObjectWriter:
         if not pending.objects and not pending.chunks:
             return
         with write_transaction(self._engine) as conn:
-            rows = list(pending.chunks.values())
-            for start in range(0, len(rows), 64):
-                insert_if_absent(conn, schema.chunks, rows[start : start + 64])
+            self._insert_chunks(conn)
             insert_if_absent(conn, schema.objects, pending.objects)
             insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
         self._pending = _Pending()
+
+    def _flush_chunks(self) -> None:
+        """Write the pending chunks only (their object rows follow in a later flush)."""
+        with write_transaction(self._engine) as conn:
+            self._insert_chunks(conn)
+        # Their sizes stay known to this writer: later objects may reuse them.
+        self._written.update({cid: len(row["data"]) for cid, row in self._pending.chunks.items()})
+        self._pending.chunks.clear()
+        self._pending.nbytes = 0
+
+    def _insert_chunks(self, conn: Connection) -> None:
+        rows = list(self._pending.chunks.values())
+        for start in range(0, len(rows), _INSERT_ROWS):
+            insert_if_absent(conn, schema.chunks, rows[start : start + _INSERT_ROWS])
 
     def _known_objects(self, ids: set[bytes]) -> dict[bytes, int]:
         """Stored sizes of the objects among ``ids`` that the store (or this batch) has."""
@@ -237,6 +257,7 @@ class ObjectWriter:
         """Stored sizes of the chunks among ``ids`` that the store (or this batch) has."""
         pending = self._pending.chunks
         found = {cid: len(pending[cid]["data"]) for cid in ids if cid in pending}
+        found.update({cid: self._written[cid] for cid in ids if cid in self._written})
         c = schema.chunks.c
         found.update(self._sizes_in_store(c.id, func.length(c.data), ids - found.keys()))
         return found
@@ -266,7 +287,8 @@ class ObjectWriter:
             packed = self._compressor.compress(data)
             if len(packed) < data.nbytes:
                 return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_ZSTD, "data": packed}
-        return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_RAW, "data": bytes(data)}
+        # The view itself, not a copy: the driver reads the buffer in place.
+        return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_RAW, "data": data}
 
 
 def _object_id(
@@ -300,8 +322,8 @@ class ChunkStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def writer(self) -> ObjectWriter:
-        return ObjectWriter(self._engine)
+    def writer(self, *, compress: bool = True) -> ObjectWriter:
+        return ObjectWriter(self._engine, compress=compress)
 
     def read(self, object_id: bytes) -> tuple[str, list[Any]]:
         """The pickler name and the parts of an object (stream first, then buffers).

@@ -51,6 +51,9 @@ class Repo:
         self.url = url
         self.location = location or safe_url(url)
         self.store = Store(engine)
+        #: Compress chunks with zstd where a sample says it pays. False stores
+        #: every chunk raw; ids and values are the same either way.
+        self.compress = True
 
     @classmethod
     def open(cls, url: str, *, create: bool = False, location: str | None = None) -> Repo:
@@ -121,7 +124,7 @@ class Repo:
         branch: str | None,
         progress: Progress | None,
     ) -> Commit:
-        writer = self.store.chunks.writer()
+        writer = self.store.chunks.writer(compress=self.compress)
         captured = capture(ns, names, writer, self.store.value_hashes, progress)
         writer.flush()
         metadata = environment(str(ns.get("__name__", "__main__")))
