@@ -259,10 +259,15 @@ class _Capturer:
         self.result.bytes_written += stored.bytes_written
         grouped = len(names) > 1
         known = self.known_value_hashes(stored.object_id) if stored.reused and grouped else {}
+        by_identity: dict[int, str | None] = {}  # `b = a`: one value, hashed once
         for slot, (name, value) in enumerate(zip(names, values)):
             info = describe(value)
             if grouped:
-                value_hash = known.get(slot) or _value_hash(value, name, self.refs)
+                value_hash = known.get(slot)
+                if value_hash is None:
+                    if id(value) not in by_identity:
+                        by_identity[id(value)] = _value_hash(value, name, self.refs)
+                    value_hash = by_identity[id(value)]
             else:
                 value_hash = stored.object_id.hex()
             self.result.entries.append(
