@@ -199,6 +199,10 @@ def commit(
     """
     if (script is None) == (source is None):
         raise StashError("give a script to run (stashdb commit SCRIPT.py) or --from FILE, not both")
+    if script is not None:
+        from stashdb.scripts import load_script
+
+        load_script(script)  # a missing or broken script fails before any store is made
     repo = _open(store, create=True)
     if source is not None:
         from stashdb.dillfiles import main_module, read_session
@@ -266,7 +270,7 @@ def _report_commit(made: stashdb.Commit, as_json: bool) -> None:
 @app.command()
 def log(
     n: Annotated[
-        int | None, typer.Option("-n", help="Show at most N commits.")
+        int | None, typer.Option("-n", min=0, help="Show at most N commits.")
     ] = None,
     branch: Annotated[
         str | None, typer.Option(help="Branch to show (default: current).")

@@ -83,7 +83,23 @@ def main_module(namespace: Mapping[str, Any] | None = None) -> Iterator[types.Mo
 
 
 def write_module(path: str | Path, module: types.ModuleType) -> None:
-    """Save ``module`` (a `main_module`) so that ``dill.load_module(path)`` restores it."""
+    """Save ``module`` (a `main_module`) so that ``dill.load_module(path)`` restores it.
+
+    Raises:
+        StashError: dill cannot write something so that it loads again (it only
+            warns, e.g. for an Enum class defined in ``__main__``).
+    """
+    import warnings
+
     import dill
 
-    dill.dump_module(str(path), module=module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dill.PicklingWarning)
+        try:
+            dill.dump_module(str(path), module=module)
+        except dill.PicklingWarning as exc:
+            Path(path).unlink(missing_ok=True)
+            raise StashError(
+                f"cannot write {path} for dill.load_module: {exc}; restore fewer names "
+                "with --only, or use the stashdb API (stashdb.at) instead"
+            ) from None

@@ -13,12 +13,13 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from stashdb.dillfiles import main_module
 from stashdb.errors import StashError
 
-__all__ = ["ScriptNotFound", "ScriptRun", "running_script"]
+__all__ = ["ScriptNotFound", "ScriptRun", "load_script", "running_script"]
 
 
 class ScriptNotFound(StashError):
@@ -48,6 +49,25 @@ class ScriptRun:
         return None
 
 
+def load_script(path: str | Path) -> CodeType:
+    """The compiled script, before anything runs.
+
+    Raises:
+        ScriptNotFound: the file is missing, unreadable, or does not compile.
+    """
+    script = Path(path)
+    try:
+        source = script.read_bytes()
+    except OSError as exc:
+        raise ScriptNotFound(str(script), exc.strerror or str(exc)) from None
+    try:
+        return compile(source, str(script), "exec")
+    except SyntaxError as exc:
+        raise ScriptNotFound(str(script), f"line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:  # e.g. NUL bytes on some Pythons
+        raise ScriptNotFound(str(script), str(exc)) from None
+
+
 @contextlib.contextmanager
 def running_script(path: str | Path, args: list[str]) -> Iterator[ScriptRun]:
     """Run ``path`` as ``__main__`` with ``sys.argv[1:] = args``; yield its end state.
@@ -59,11 +79,7 @@ def running_script(path: str | Path, args: list[str]) -> Iterator[ScriptRun]:
         ScriptNotFound: the file is missing or unreadable.
     """
     script = Path(path)
-    try:
-        source = script.read_bytes()
-    except OSError as exc:
-        raise ScriptNotFound(str(script), exc.strerror or str(exc)) from None
-    code = compile(source, str(script), "exec")
+    code = load_script(script)
     saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
     sys.argv = [str(script), *args]
     if sys.path:

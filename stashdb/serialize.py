@@ -26,9 +26,10 @@ import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "Group",
     "Pickled",
     "Unpicklable",
     "WorkspaceRefs",
@@ -65,6 +66,22 @@ class Unpicklable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Group(NamedTuple):
+    """How names that share objects are stored together (part of the stored format).
+
+    The names are in the object, so two groups whose values happen to be
+    equal are two objects, and each name restores to its own group's value.
+    """
+
+    names: tuple[str, ...]
+    values: tuple[Any, ...]
+
+
+def group_values(loaded: Any) -> Any:
+    """The values of a loaded group object (stores written before `Group` held a tuple)."""
+    return loaded.values if isinstance(loaded, Group) else loaded
 
 
 @dataclass(frozen=True)
@@ -195,9 +212,9 @@ _ALIAS = object()
 
 
 def _members(value: Any, roots: set[str]) -> list[Any]:
-    # A group is pickled as a tuple of its members' values; a single value alone.
-    if len(roots) > 1 and isinstance(value, tuple):
-        return list(value)
+    # A group is pickled as a Group of its members' values; a single value alone.
+    if len(roots) > 1 and isinstance(value, Group):
+        return list(value.values)
     return [value]
 
 
@@ -278,8 +295,6 @@ def _is_module_dict(namespace: Mapping[str, Any]) -> bool:
 def _reduce_function(fn: types.FunctionType) -> Any:
     # dill copies the globals of a function whose namespace is a plain dict (not
     # a module's); this keeps them the live namespace ("ns" placeholder) instead.
-    from dill._dill import _create_function
-
     state = {
         "__qualname__": fn.__qualname__,
         "__module__": fn.__module__,
@@ -363,6 +378,8 @@ class _WorkspaceUnpickler(pickle.Unpickler):
             return type(None)
         if module == "dill.dill":
             module = "dill._dill"
+        if (module, name) == ("dill._dill", "_create_function"):
+            return _create_function
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -371,6 +388,28 @@ class _WorkspaceUnpickler(pickle.Unpickler):
         if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "global":
             return self._resolve(pid[1])
         raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
+
+
+def _create_function(
+    fcode: types.CodeType,
+    fglobals: dict[str, Any],
+    fname: str | None = None,
+    fdefaults: tuple[Any, ...] | None = None,
+    fclosure: tuple[Any, ...] | None = None,
+    fdict: dict[str, Any] | None = None,
+    fkwdefaults: dict[str, Any] | None = None,
+) -> types.FunctionType:
+    """dill's `_create_function`, except that an empty globals dict is kept.
+
+    dill replaces an empty globals dict by a new one (``fglobals or dict()``), so a
+    function restored into an empty namespace would not see that namespace.
+    """
+    func = types.FunctionType(fcode, fglobals, fname, fdefaults, fclosure)
+    if fdict is not None:
+        func.__dict__.update(fdict)
+    if fkwdefaults is not None:
+        func.__kwdefaults__ = fkwdefaults
+    return func
 
 
 def loads(

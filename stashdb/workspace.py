@@ -30,12 +30,14 @@ from stashdb.errors import (
 from stashdb.model import Commit, Entry
 from stashdb.preview import describe
 from stashdb.serialize import (
+    Group,
     Pickled,
     Unpicklable,
     WorkspaceRefs,
     dumps,
     dumps_alias,
     find_groups,
+    group_values,
     is_workspace_defined,
     loads,
 )
@@ -214,7 +216,8 @@ class _Capturer:
             self.progress(done, len(self.names))
             values = [plain[n] for n in group]
             try:
-                packed = dumps(values[0] if len(group) == 1 else tuple(values), refs, roots=group)
+                value = values[0] if len(group) == 1 else Group(tuple(group), tuple(values))
+                packed = dumps(value, refs, roots=group)
             except Unpicklable as exc:
                 if len(group) == 1:
                     entries.append(_skipped(group[0], values[0], exc.reason))
@@ -418,7 +421,7 @@ class Loader:
         self._namespace = namespace
         self._prefer_namespace = set(prefer_namespace)
         self._values: dict[str, Any] = {}
-        self._objects: dict[str, Any] = {}  # object id -> unpickled value (or group tuple)
+        self._objects: dict[str, Any] = {}  # object id (/name if alone) -> unpickled value
         self._batch_of: dict[str, list[str]] = {}  # object id -> the read-ahead batch holding it
         self._read_ahead: dict[str, tuple[str, list[Any]] | CorruptChunk] = {}
         self._loading: set[str] = set()
@@ -448,7 +451,10 @@ class Loader:
 
     def _load_value(self, entry: Entry) -> Any:
         assert entry.object_id is not None
-        if entry.object_id not in self._objects:
+        # A group's members share one unpickled object; two names stored alone
+        # whose values were merely equal (one object id) must not.
+        key = entry.object_id if entry.slot is not None else f"{entry.object_id}/{entry.name}"
+        if key not in self._objects:
             if entry.name in self._loading:
                 raise RestoreError(entry.name, "it refers to itself while being restored")
             self._loading.add(entry.name)
@@ -458,7 +464,7 @@ class Loader:
                     raise found.for_name(entry.name)
                 _, parts = found
                 try:
-                    self._objects[entry.object_id] = loads(
+                    self._objects[key] = loads(
                         parts,
                         module=self.commit.workspace,
                         resolve=self.resolve,
@@ -470,8 +476,8 @@ class Loader:
                     raise RestoreError(entry.name, f"{type(exc).__name__}: {exc}") from exc
             finally:
                 self._loading.discard(entry.name)
-        obj = self._objects[entry.object_id]
-        return obj if entry.slot is None else obj[entry.slot]
+        obj = self._objects[key]
+        return obj if entry.slot is None else group_values(obj)[entry.slot]
 
     def prefetch(self, names: Iterable[str]) -> None:
         """Plan to read the small objects of ``names`` in batches, not one by one.
@@ -486,7 +492,7 @@ class Loader:
             entry = self._entries.get(name)
             if entry is None or entry.object_id is None or entry.size > _PREFETCH_MAX:
                 continue
-            if entry.object_id in self._objects or entry.object_id in self._batch_of:
+            if entry.object_id in self._batch_of:
                 continue
             if len(batch) >= _PREFETCH_OBJECTS or batch_bytes + entry.size > _PREFETCH_BYTES:
                 batch, batch_bytes = [], 0
@@ -496,7 +502,9 @@ class Loader:
 
     def _read(self, object_id: str) -> tuple[str, list[Any]] | CorruptChunk:
         if object_id not in self._read_ahead and object_id in self._batch_of:
-            batch = [oid for oid in self._batch_of[object_id] if oid not in self._objects]
+            batch = self._batch_of[object_id]
+            for oid in batch:  # each read ahead once; parts are never shared by two values
+                self._batch_of.pop(oid, None)
             found = self._chunks.read_many(bytes.fromhex(oid) for oid in batch)
             self._read_ahead.update((oid.hex(), value) for oid, value in found.items())
         if object_id in self._read_ahead:

@@ -465,3 +465,18 @@ def test_every_command_on_each_backend(cli: Cli, store_url: str) -> None:
     assert "nothing to do" in cli("migrate", *s).stdout
     env_runner = CliRunner(env={"STASHDB_URL": store_url})
     assert len(json.loads(env_runner.invoke(app, ["log", "--json"]).stdout)) == 2
+
+
+def test_a_script_that_does_not_compile_is_one_line(cli: Cli) -> None:
+    (cli.root / "bad.py").write_text("x = 1\nif x\n")
+    assert "line 2" in cli.fails("commit", "bad.py")
+    assert "-n" in cli("log", "-n", "-1", code=2).stderr
+
+
+def test_checkout_to_a_file_dill_cannot_write_says_so(cli: Cli) -> None:
+    (cli.root / "colors.py").write_text(
+        "import enum\nclass Color(enum.Enum):\n    RED = 1\nfavourite = Color.RED\n"
+    )
+    cli("commit", "colors.py")
+    assert "cannot write" in cli.fails("checkout", "HEAD", "--to", "out.pkl")
+    assert not (cli.root / "out.pkl").exists()

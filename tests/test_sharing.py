@@ -109,3 +109,33 @@ def test_shared_singletons_do_not_tie_names() -> None:
         "c": Color.RED,
     }
     assert find_groups(ns) == [["a"], ["b"], ["c"]]
+
+
+def test_equal_but_separate_values_stay_separate(repo: stashdb.Repo) -> None:
+    x, y = [1, 2], [1, 2]
+    results: list[int] = []
+    errors: list[int] = []
+    a: list[int] = []
+    c: list[int] = []
+    ns = {"x": x, "y": y, "results": results, "errors": errors,
+          "a": a, "b": [a], "c": c, "d": [c]}
+    commit = repo.commit(namespace=ns)
+    assert commit.entry("b").group == ("a",) and commit.entry("d").group == ("c",)
+    for restored in ({}, None):
+        target: dict[str, object] = {} if restored is not None else dict(repo.at(commit.id))
+        if restored is not None:
+            repo.checkout(commit.id, namespace=target)
+        assert target["x"] == target["y"] and target["x"] is not target["y"]
+        assert target["results"] is not target["errors"]
+        assert target["b"][0] is target["a"] and target["d"][0] is target["c"]  # type: ignore[index]
+        assert target["a"] is not target["c"]
+
+
+def test_functions_restored_into_an_empty_namespace_use_it(repo: stashdb.Repo) -> None:
+    source: dict[str, object] = {"__name__": "__main__"}
+    exec("k = 3\ndef f():\n    return k\n", source)
+    repo.commit(namespace=source)
+    target: dict[str, object] = {}
+    report = repo.checkout(namespace=target)
+    assert report.ok and target["f"].__globals__ is target  # type: ignore[attr-defined]
+    assert target["f"]() == 3  # type: ignore[operator]
