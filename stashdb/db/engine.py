@@ -44,9 +44,12 @@ __all__ = [
 #: Seconds a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 300
 
-#: 64 KiB pages: big chunk inserts are ~2.5x faster than with the 4 KiB default
-#: (DESIGN.md, "Backends and scale").
+#: 64 KiB pages: a 640 MB first commit takes 0.91 s against 1.03 s with the
+#: 4 KiB default (bench/bench_settings.py; docs/performance.md).
 SQLITE_PAGE_SIZE = 65536
+#: A rollback journal: the same commit takes 0.91 s against 1.58 s with WAL,
+#: which also doubles the files until a checkpoint (bench/bench_settings.py).
+SQLITE_JOURNAL_MODE = "DELETE"
 
 _WRITE = "stashdb_write"
 
@@ -63,8 +66,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-        # A rollback journal writes big chunks about twice as fast as WAL (DESIGN.md).
-        cursor.execute("PRAGMA journal_mode = DELETE")
+        cursor.execute(f"PRAGMA journal_mode = {SQLITE_JOURNAL_MODE}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
