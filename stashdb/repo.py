@@ -94,7 +94,8 @@ class Repo:
                 the current branch when None.
             only: glob patterns of the names to store; all others are left out.
             exclude: glob patterns of names to leave out.
-            progress: called as ``progress(done, total)`` while names are stored.
+            progress: called as ``progress(done_bytes, total_bytes)`` while values
+                are stored (the total is an estimate until the values are pickled).
 
         Returns:
             The commit, whose ``stored``, ``reused`` and ``skipped`` list what
@@ -251,7 +252,7 @@ class Repo:
         reported in ``failed`` and keeps its current value; the others restore.
 
         Checking out a branch by name makes it the current branch.
-        ``progress(done, total)`` is called as names are restored.
+        ``progress(done_bytes, total_bytes)`` is called as values are restored.
 
         Raises:
             NameNotInSnapshot: an ``only`` name is not in the snapshot.
@@ -273,9 +274,9 @@ class Repo:
         loader = Loader(self.store.chunks, commit, ns, prefer_namespace=prefer)
         loader.prefetch(wanted)
         restored: dict[str, Any] = {}
-        for done, name in enumerate(wanted, 1):
-            if progress is not None:
-                progress(done, len(wanted))
+        sizes = {e.object_id: e.size for n in wanted if (e := in_snapshot[n]).object_id}
+        total, done, counted = sum(sizes.values()), 0, set()
+        for name in wanted:
             entry = in_snapshot[name]
             if entry.kind == "skipped":
                 report.skipped.append(Skipped(name, entry.type_name, entry.reason or ""))
@@ -286,6 +287,11 @@ class Repo:
                 report.failed.append(Failure(name, exc.reason))
             except Exception as exc:  # CorruptChunk and anything a value's __setstate__ raises
                 report.failed.append(Failure(name, f"{type(exc).__name__}: {exc}"))
+            if entry.object_id and entry.object_id not in counted:
+                counted.add(entry.object_id)
+                done += sizes[entry.object_id]
+            if progress is not None:
+                progress(done, total)
             self._note_module_version(entry, report)
 
         if only is None and not merge:

@@ -144,7 +144,9 @@ def _no_known_hashes(object_id: bytes) -> dict[int, str]:
     return {}
 
 
-#: Called as ``progress(done, total)`` while names are captured or restored.
+#: Called as ``progress(done_bytes, total_bytes)`` while values are stored or
+#: restored. A commit's total is an estimate (a value's size is known only once
+#: it is pickled) and grows if the work turns out larger.
 Progress = Callable[[int, int], None]
 
 
@@ -167,7 +169,7 @@ def capture(
         known_value_hashes: the value hashes recorded for the members of a
             group object already in the store, so an unchanged group is not
             pickled member by member again.
-        progress: told how many of the names are done, as they are.
+        progress: told how many bytes are pickled and stored, of an estimate.
     """
     return _Capturer(namespace, names, writer, known_value_hashes, progress).run()
 
@@ -208,12 +210,11 @@ class _Capturer:
                 self.store([name], [value], dumps_alias(refs.by_name[id(value)]))
             else:
                 plain[name] = value
-        done = len(self.names) - len(plain)
-        self.progress(done, len(self.names))
+        total = sum(size_hint(v) for v in plain.values())
+        done = 0
+        self.progress(done, total)
 
         for group in find_groups(plain):
-            done += len(group)
-            self.progress(done, len(self.names))
             values = [plain[n] for n in group]
             try:
                 value = values[0] if len(group) == 1 else Group(tuple(group), tuple(values))
@@ -232,6 +233,9 @@ class _Capturer:
                         self.store([name], [value], alone)
                 continue
             self.store(group, values, packed)
+            done += packed.size
+            total = max(total, done)
+            self.progress(done, total)
         self._flush()
 
         for entry in entries:
@@ -290,6 +294,21 @@ class _Capturer:
                     literal=info.literal,
                 )
             )
+
+
+def size_hint(value: Any) -> int:
+    """A cheap guess of a value's pickled size, for progress: its buffer for arrays
+    and frames, its shallow size otherwise."""
+    try:
+        nbytes = getattr(value, "nbytes", None)
+        if isinstance(nbytes, int):
+            return nbytes
+        usage = getattr(value, "memory_usage", None)
+        if callable(usage) and type(value).__module__.startswith("pandas"):
+            return int(usage(deep=False).sum())
+        return sys.getsizeof(value)
+    except Exception:  # a value's own attributes may raise anything
+        return 0
 
 
 def _value_hash(value: Any, name: str, refs: WorkspaceRefs) -> str | None:

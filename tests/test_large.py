@@ -77,3 +77,14 @@ def test_incompressible_chunks_are_stored_raw(repo: stashdb.Repo) -> None:
     commit = repo.commit(namespace={"noise": np.random.default_rng(5).random(2_000_000)})
     assert codecs(repo, commit.entry("noise").object_id or "") == {CODEC_RAW}
     assert repo.at(commit.id)["noise"].flags.writeable
+
+
+def test_progress_counts_bytes(repo: stashdb.Repo) -> None:
+    big = np.zeros(10_000_000)  # 80 MB
+    seen: list[tuple[int, int]] = []
+    repo.commit(namespace={"big": big, "small": [1, 2]}, progress=lambda d, t: seen.append((d, t)))
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] >= big.nbytes
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    restored: list[tuple[int, int]] = []
+    repo.checkout(namespace={}, progress=lambda d, t: restored.append((d, t)))
+    assert restored[-1][0] == restored[-1][1] >= big.nbytes
