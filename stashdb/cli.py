@@ -199,46 +199,39 @@ def commit(
     """
     if (script is None) == (source is None):
         raise StashError("give a script to run (stashdb commit SCRIPT.py) or --from FILE, not both")
-    if script is not None:
-        from stashdb.scripts import load_script
+    from stashdb.scripts import load_script, running_script
 
-        load_script(script)  # a missing or broken script fails before any store is made
+    # A missing or broken script fails before any store is made.
+    code = load_script(script) if script is not None else None
     repo = _open(store, create=True)
+
+    def commit_namespace(text: str, namespace: dict[str, Any]) -> stashdb.Commit:
+        with _progress("committing") as progress:
+            return repo.commit(
+                text,
+                namespace=namespace,
+                branch=branch,
+                only=_split_names(only),
+                exclude=_split_names(exclude),
+                progress=progress,
+            )
+
     if source is not None:
         from stashdb.dillfiles import main_module, read_session
 
-        names = read_session(source)
-        with main_module(names) as module, _progress("committing") as progress:
-            made = repo.commit(
-                message or f"imported {Path(source).name}",
-                namespace=module.__dict__,
-                branch=branch,
-                only=_split_names(only),
-                exclude=_split_names(exclude),
-                progress=progress,
-            )
+        with main_module(read_session(source)) as module:
+            made = commit_namespace(message or f"imported {Path(source).name}", module.__dict__)
         _report_commit(made, as_json)
         return
 
-    from stashdb.scripts import running_script
-
-    assert script is not None
+    assert script is not None and code is not None
     # With --json, stdout carries only the JSON: the script prints to stderr.
     script_output = contextlib.redirect_stdout(sys.stderr) if as_json else nullcontext()
-    with script_output, running_script(script, list(args or [])) as run:
-        failure = run.failure
+    with script_output, running_script(script, list(args or []), code) as run:
         text = message or f"run {Path(script).name}"
-        if failure is not None:
-            text = f"{text} [failed: {failure}]"
-        with _progress("committing") as progress:
-            made = repo.commit(
-                text,
-                namespace=run.namespace,
-                branch=branch,
-                only=_split_names(only),
-                exclude=_split_names(exclude),
-                progress=progress,
-            )
+        if run.failure is not None:
+            text = f"{text} [failed: {run.failure}]"
+        made = commit_namespace(text, run.namespace)
     if run.traceback:
         sys.stderr.write(run.traceback)
     _report_commit(made, as_json)

@@ -69,17 +69,21 @@ def load_script(path: str | Path) -> CodeType:
 
 
 @contextlib.contextmanager
-def running_script(path: str | Path, args: list[str]) -> Iterator[ScriptRun]:
+def running_script(
+    path: str | Path, args: list[str], code: CodeType | None = None
+) -> Iterator[ScriptRun]:
     """Run ``path`` as ``__main__`` with ``sys.argv[1:] = args``; yield its end state.
 
     Inside the ``with`` block the script's module is still ``__main__``, so its
     classes and functions resolve by name while they are committed.
 
     Raises:
-        ScriptNotFound: the file is missing or unreadable.
+        ScriptNotFound: the file is missing, unreadable, or does not compile (when
+            ``code`` is not given).
     """
     script = Path(path)
-    code = load_script(script)
+    if code is None:
+        code = load_script(script)
     saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
     sys.argv = [str(script), *args]
     if sys.path:
