@@ -22,6 +22,7 @@ import numpy as np
 
 import stashdb
 import stashdb.api
+import stashdb.chunking as chunking
 import stashdb.chunks as chunks
 import stashdb.db.engine as engine
 
@@ -42,7 +43,7 @@ def run_once(
 ) -> tuple[float, float, float, int]:
     engine.SQLITE_PAGE_SIZE = settings["page"]  # type: ignore[assignment]
     engine.SQLITE_JOURNAL_MODE = settings["journal"]  # type: ignore[assignment]
-    chunks.CHUNK_SIZE = settings["chunk"]  # type: ignore[assignment]
+    chunking.CHUNK_SIZE = settings["chunk"]  # type: ignore[assignment]
     chunks._INSERT_ROWS = settings["rows"]  # type: ignore[assignment]
     work = Path(tempfile.mkdtemp(prefix="stashdb-settings-"))
     try:

@@ -1,10 +1,7 @@
-"""Chunks and objects: splitting, hashing, compressing, and storing them.
+"""Storing objects as chunks, and reading them back (the SQLAlchemy side).
 
-An *object* is one pickled value (or group of values): a pickle stream plus its
-out-of-band buffers, each called a *part*. Each part is cut into fixed-size
-chunks addressed by the xxh3-128 of their uncompressed bytes, so a value that
-did not change costs its hashing and nothing else, and a small change inside a
-large buffer rewrites only the chunks it touches (docs/format.md).
+How parts are cut, named and put back together is `stashdb.chunking`; this
+module writes chunks and objects in batched transactions and reads them.
 """
 
 from __future__ import annotations
@@ -14,15 +11,27 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import xxhash
 from sqlalchemy import Connection, Engine, Table, func, select
 
+from stashdb import chunking
+from stashdb.chunking import (
+    CHUNK_SIZE,
+    CODEC_RAW,
+    CODEC_ZSTD,
+    ChunkPlace,
+    assemble,
+    chunk_id,
+    object_id_of,
+    verify_chunk,
+)
 from stashdb.db import schema
 from stashdb.db.engine import read_transaction, write_transaction
 from stashdb.errors import CorruptChunk
 
 __all__ = [
     "CHUNK_SIZE",
+    "CODEC_RAW",
+    "CODEC_ZSTD",
     "ChunkStore",
     "ObjectWriter",
     "StoredObject",
@@ -30,16 +39,6 @@ __all__ = [
     "object_id_of",
     "verify_chunk",
 ]
-
-#: Largest chunk. A few MiB keeps every row far below the ~1 GB value limit of
-#: SQLite and PostgreSQL while keeping per-row overhead small (DESIGN.md rule 4).
-#: Measured (bench/bench_settings.py): 1 MiB and 4 MiB commit 640 MB equally
-#: fast; 1 MiB rewrites 5.2 MB for a 1 % in-place change against 8.4 MB, at
-#: four times the rows; 16 MiB is slower to check out and rewrites 16.8 MB.
-CHUNK_SIZE = 4 * 1024 * 1024
-
-CODEC_RAW = 0
-CODEC_ZSTD = 1
 
 #: Parts smaller than this are stored raw: compressing them saves nothing worth the time.
 _MIN_COMPRESS = 512
@@ -53,37 +52,6 @@ _FLUSH_BYTES = 64 * 1024 * 1024
 _INSERT_ROWS = 64
 #: Bound parameters per IN (...) query; SQLite's limit is 32766, PostgreSQL's 65535.
 _BATCH = 500
-
-
-def chunk_id(data: Any) -> bytes:
-    """The 16-byte id of a chunk: xxh3-128 of its uncompressed bytes."""
-    return xxhash.xxh3_128_digest(data)
-
-
-def object_id_of(pickler: str, parts: Sequence[Any]) -> bytes:
-    """The id an object made of ``parts`` has (or would have) in the store."""
-    views = _views(parts)
-    return _object_id(pickler, views, _layout(views))
-
-
-def _views(parts: Sequence[Any]) -> list[memoryview]:
-    return [memoryview(p).cast("B") for p in parts]
-
-
-def _layout(views: list[memoryview]) -> list[list[tuple[bytes, memoryview]]]:
-    return [[(chunk_id(c), c) for c in _split(v)] for v in views]
-
-
-def _compressor() -> Any:
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=1)
-
-
-def _decompress(data: bytes) -> bytes:
-    import zstandard
-
-    return zstandard.ZstdDecompressor().decompress(data)
 
 
 def insert_if_absent(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -126,14 +94,6 @@ class _Pending:
     nbytes: int = 0
 
 
-def _split(part: memoryview) -> Iterator[memoryview]:
-    if part.nbytes == 0:
-        yield part
-        return
-    for start in range(0, part.nbytes, CHUNK_SIZE):
-        yield part[start : start + CHUNK_SIZE]
-
-
 class ObjectWriter:
     """Writes the objects of one commit, batching chunk inserts.
 
@@ -162,9 +122,9 @@ class ObjectWriter:
         """
         prepared = []
         for pickler, parts in objects:
-            views = _views(parts)
-            layout = _layout(views)
-            prepared.append((pickler, views, layout, _object_id(pickler, views, layout)))
+            views = chunking.flat_views(parts)
+            chunked = chunking.layout(parts, views)
+            prepared.append((pickler, views, chunked, chunking.object_id(pickler, views, chunked)))
         known = self._known_objects({object_id for *_, object_id in prepared})
         missing = {
             cid
@@ -281,7 +241,7 @@ class ObjectWriter:
         if view.nbytes < _MIN_COMPRESS:
             return False
         if self._compressor is None:
-            self._compressor = _compressor()
+            self._compressor = chunking.compressor()
         sample = view[:_SAMPLE]
         return len(self._compressor.compress(sample)) <= _MAX_RATIO * sample.nbytes
 
@@ -292,31 +252,6 @@ class ObjectWriter:
                 return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_ZSTD, "data": packed}
         # The view itself, not a copy: the driver reads the buffer in place.
         return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_RAW, "data": data}
-
-
-def _object_id(
-    pickler: str, views: list[memoryview], layout: list[list[tuple[bytes, memoryview]]]
-) -> bytes:
-    # The id covers who pickled it and the exact chunk layout of every part.
-    h = xxhash.xxh3_128()
-    h.update(pickler.encode())
-    for view, part in zip(views, layout):
-        h.update(view.nbytes.to_bytes(8, "little"))
-        for cid, _ in part:
-            h.update(cid)
-    return h.digest()
-
-
-def verify_chunk(cid: bytes, codec: int, data: bytes) -> tuple[bytes, CorruptChunk | None]:
-    """The chunk's uncompressed bytes, or the damage found in them (format rule 5)."""
-    try:
-        raw = _decompress(data) if codec == CODEC_ZSTD else data
-    except Exception:  # damaged compressed bytes: report them as damage
-        return b"", CorruptChunk(cid.hex(), chunk_id(data).hex())
-    got = chunk_id(raw)
-    if got != cid:
-        return b"", CorruptChunk(cid.hex(), got.hex())
-    return raw, None
 
 
 class ChunkStore:
@@ -350,51 +285,22 @@ class ChunkStore:
         """
         ids = list(dict.fromkeys(object_ids))
         oc, ob = schema.object_chunks.c, schema.objects.c
-        results: dict[bytes, tuple[str, list[Any]] | CorruptChunk] = {}
         with read_transaction(self._engine) as conn:
             heads: dict[bytes, tuple[str, int]] = {}
-            rows: list[Any] = []
+            places: list[ChunkPlace] = []
             for start in range(0, len(ids), _BATCH):
                 batch = ids[start : start + _BATCH]
                 query = select(ob.id, ob.pickler, ob.parts).where(ob.id.in_(batch))
                 heads.update({bytes(r.id): (r.pickler, r.parts) for r in conn.execute(query)})
-                rows += conn.execute(
-                    select(oc.object_id, oc.part, oc.seq, oc.chunk_id, oc.raw_size)
-                    .where(oc.object_id.in_(batch))
-                    .order_by(oc.object_id, oc.part, oc.seq)
-                ).all()
-            for object_id in ids:
-                if object_id not in heads:
-                    results[object_id] = CorruptChunk(object_id.hex(), None)
-            # Layout rows of a missing object (damage) are no use to anyone.
-            rows = [r for r in rows if bytes(r.object_id) in heads]
-            # One preallocated buffer per part: a fresh bytes per chunk costs page faults.
-            sizes = {oid: [0] * parts for oid, (_, parts) in heads.items()}
-            for r in rows:
-                sizes[bytes(r.object_id)][r.part] += r.raw_size
-            buffers = {oid: [bytearray(n) for n in part_sizes] for oid, part_sizes in sizes.items()}
-            places: dict[bytes, list[tuple[bytes, int, int]]] = {}
-            offsets = {oid: [0] * len(part_sizes) for oid, part_sizes in sizes.items()}
-            for r in rows:
-                oid = bytes(r.object_id)
-                places.setdefault(bytes(r.chunk_id), []).append((oid, r.part, offsets[oid][r.part]))
-                offsets[oid][r.part] += r.raw_size
-            seen = set()
-            for cid, codec, data in self._fetch(conn, list(places)):
-                seen.add(cid)
-                raw, damage = verify_chunk(cid, codec, data)
-                for oid, part, offset in places[cid]:
-                    if damage is not None:
-                        results.setdefault(oid, damage)
-                    else:
-                        buffers[oid][part][offset : offset + len(raw)] = raw
-            for cid, users in places.items():
-                if cid not in seen:
-                    for oid, _, _ in users:
-                        results.setdefault(oid, CorruptChunk(cid.hex(), None))
-        for oid, (pickler, _) in heads.items():
-            results.setdefault(oid, (pickler, buffers[oid]))
-        return results
+                places += [
+                    ChunkPlace(bytes(r.object_id), r.part, r.seq, bytes(r.chunk_id), r.raw_size)
+                    for r in conn.execute(
+                        select(oc.object_id, oc.part, oc.seq, oc.chunk_id, oc.raw_size)
+                        .where(oc.object_id.in_(batch))
+                        .order_by(oc.object_id, oc.part, oc.seq)
+                    )
+                ]
+            return assemble(ids, heads, places, lambda cids: self._fetch(conn, cids))
 
     def _fetch(self, conn: Connection, ids: Iterable[bytes]) -> Iterator[tuple[bytes, int, bytes]]:
         ch = schema.chunks.c

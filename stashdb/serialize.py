@@ -231,10 +231,11 @@ def _clip(text: str, limit: int = 300) -> str:
 
 def _buffer_callback(buffers: list[Any]) -> Callable[[pickle.PickleBuffer], bool]:
     def collect(buffer: pickle.PickleBuffer) -> bool:
-        raw = buffer.raw()
-        if raw.nbytes < OUT_OF_BAND_MIN:
+        shaped = memoryview(buffer)
+        if shaped.nbytes < OUT_OF_BAND_MIN:
             return True  # small buffers stay in the stream
-        buffers.append(raw)
+        # A C-contiguous 2-D buffer keeps its shape: chunks align on its rows.
+        buffers.append(shaped if shaped.ndim > 1 and shaped.c_contiguous else buffer.raw())
         return False
 
     return collect

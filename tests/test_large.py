@@ -56,6 +56,25 @@ def test_changing_one_column_writes_only_that_columns_chunks(repo: stashdb.Repo)
     assert repo.at(second.id)["frame"].equals(frame)
 
 
+def test_changing_one_of_several_same_dtype_columns_writes_only_that_column(
+    repo: stashdb.Repo,
+) -> None:
+    # Columns of one dtype share a pandas block; replacing the middle one
+    # re-splits the block, moving the others' bytes. Chunks follow the block's
+    # rows (one per column), so the moved columns keep their chunk ids.
+    rows = 2_000_000  # 16 MB a column: four chunks each
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({name: rng.random(rows) for name in "abc"})
+    assert len(frame._mgr.blocks) == 1
+    first = repo.commit(namespace={"frame": frame})
+    frame["b"] = frame["b"] * 2
+    assert len(frame._mgr.blocks) > 1  # pandas re-split the block: c moved
+    second = repo.commit(namespace={"frame": frame})
+    assert first.chunks_written >= 12
+    assert second.chunks_written <= 16_000_000 // CHUNK_SIZE + 2
+    assert repo.at(second.id)["frame"].equals(frame)
+
+
 def test_compression_on_or_off_gives_the_same_ids_and_values(
     repo: stashdb.Repo, tmp_path_factory: object
 ) -> None:

@@ -1,0 +1,195 @@
+"""Cutting parts into chunks, naming them, and putting them back together.
+
+Pure byte logic, shared by the writer (`stashdb.chunks`) and both readers (the
+SQLAlchemy one and the light SQLite one, `stashdb.db.sqlite_reader`); it
+imports no database library.
+
+An *object* is one pickled value (or group of values): a pickle stream plus its
+out-of-band buffers, each called a *part*. Each part is cut into chunks of at
+most 4 MiB addressed by the xxh3-128 of their uncompressed bytes, so a value
+that did not change costs its hashing and nothing else, and a small change
+inside a large buffer rewrites only the chunks it touches (docs/format.md).
+A two-dimensional buffer with large rows (a pandas block: one row per column)
+is cut row by row, so a column keeps its chunks when its block is re-split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import xxhash
+
+from stashdb.errors import CorruptChunk
+
+__all__ = [
+    "CHUNK_SIZE",
+    "CODEC_RAW",
+    "CODEC_ZSTD",
+    "ChunkPlace",
+    "assemble",
+    "chunk_id",
+    "object_id_of",
+    "verify_chunk",
+]
+
+#: Largest chunk. A few MiB keeps every row far below the ~1 GB value limit of
+#: SQLite and PostgreSQL while keeping per-row overhead small (DESIGN.md rule 4).
+#: Measured (bench/bench_settings.py): 1 MiB and 4 MiB commit 640 MB equally
+#: fast; 1 MiB rewrites 5.2 MB for a 1 % in-place change against 8.4 MB, at
+#: four times the rows; 16 MiB is slower to check out and rewrites 16.8 MB.
+CHUNK_SIZE = 4 * 1024 * 1024
+
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+
+#: Rows of a 2-D buffer at least this large start chunks of their own. pandas
+#: keeps the columns of one dtype in one block (a row each) and re-splits the
+#: block when a column is replaced: the other columns' bytes shift, and plain
+#: fixed-size chunks would all change. Smaller rows are not worth the extra chunks.
+ROW_ALIGN_MIN = 1024 * 1024
+
+
+def chunk_id(data: Any) -> bytes:
+    """The 16-byte id of a chunk: xxh3-128 of its uncompressed bytes."""
+    return xxhash.xxh3_128_digest(data)
+
+
+def object_id_of(pickler: str, parts: Sequence[Any]) -> bytes:
+    """The id an object made of ``parts`` has (or would have) in the store."""
+    views = flat_views(parts)
+    return object_id(pickler, views, layout(parts, views))
+
+
+def flat_views(parts: Sequence[Any]) -> list[memoryview]:
+    """Each part as a flat byte view (no copy)."""
+    return [memoryview(p).cast("B") for p in parts]
+
+
+def layout(parts: Sequence[Any], views: list[memoryview]) -> list[list[tuple[bytes, memoryview]]]:
+    """For each part, its chunks as (chunk id, bytes) in order."""
+    return [[(chunk_id(c), c) for c in _split(v, _row_bytes(p))] for p, v in zip(parts, views)]
+
+
+def object_id(
+    pickler: str, views: list[memoryview], parts: list[list[tuple[bytes, memoryview]]]
+) -> bytes:
+    """The id of an object with this layout (docs/format.md, "Ids")."""
+    # The id covers who pickled it and the exact chunk layout of every part.
+    h = xxhash.xxh3_128()
+    h.update(pickler.encode())
+    for view, part in zip(views, parts):
+        h.update(view.nbytes.to_bytes(8, "little"))
+        for cid, _ in part:
+            h.update(cid)
+    return h.digest()
+
+
+def _row_bytes(part: Any) -> int:
+    """The row size to align chunks on, or 0 (a flat buffer, or rows too small)."""
+    shaped = memoryview(part)
+    if shaped.ndim < 2 or shaped.shape is None or shaped.shape[0] < 2:
+        return 0
+    row = shaped.nbytes // shaped.shape[0]
+    return row if row >= ROW_ALIGN_MIN else 0
+
+
+def _split(part: memoryview, row: int = 0) -> Iterator[memoryview]:
+    if part.nbytes == 0:
+        yield part
+        return
+    step = row or part.nbytes
+    for row_start in range(0, part.nbytes, step):
+        row_end = min(row_start + step, part.nbytes)
+        for start in range(row_start, row_end, CHUNK_SIZE):
+            yield part[start : min(start + CHUNK_SIZE, row_end)]
+
+
+def compressor() -> Any:
+    import zstandard  # only a commit that compresses pays its import
+
+    return zstandard.ZstdCompressor(level=1)
+
+
+def _decompress(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompress(data)
+
+
+def verify_chunk(cid: bytes, codec: int, data: bytes) -> tuple[bytes, CorruptChunk | None]:
+    """The chunk's uncompressed bytes, or the damage found in them (format rule 5)."""
+    try:
+        raw = _decompress(data) if codec == CODEC_ZSTD else data
+    except Exception:  # damaged compressed bytes: report them as damage
+        return b"", CorruptChunk(cid.hex(), chunk_id(data).hex())
+    got = chunk_id(raw)
+    if got != cid:
+        return b"", CorruptChunk(cid.hex(), got.hex())
+    return raw, None
+
+
+class ChunkPlace(NamedTuple):
+    """One ``object_chunks`` row: where a chunk goes in an object."""
+
+    object_id: bytes
+    part: int
+    seq: int
+    chunk_id: bytes
+    raw_size: int
+
+
+Objects = dict[bytes, "tuple[str, list[Any]] | CorruptChunk"]
+
+
+def assemble(
+    ids: Sequence[bytes],
+    heads: dict[bytes, tuple[str, int]],
+    places: Sequence[ChunkPlace],
+    fetch: Callable[[list[bytes]], Iterable[tuple[bytes, int, bytes]]],
+) -> Objects:
+    """Put objects back together from their chunks, checking every chunk.
+
+    Args:
+        ids: the objects wanted.
+        heads: ``{object id: (pickler, number of parts)}`` for those found.
+        places: their ``object_chunks`` rows, ordered by object, part, seq.
+        fetch: yields ``(chunk id, codec, stored bytes)`` for the chunk ids given.
+
+    Returns:
+        For each object id, its pickler name and parts (writable buffers), or
+        the `CorruptChunk` that reading it ran into.
+    """
+    results: Objects = {}
+    for oid in ids:
+        if oid not in heads:
+            results[oid] = CorruptChunk(oid.hex(), None)
+    # Layout rows of a missing object (damage) are no use to anyone.
+    places = [p for p in places if p.object_id in heads]
+    # One preallocated buffer per part: a fresh bytes per chunk costs page faults.
+    sizes = {oid: [0] * parts for oid, (_, parts) in heads.items()}
+    for p in places:
+        sizes[p.object_id][p.part] += p.raw_size
+    buffers = {oid: [bytearray(n) for n in part_sizes] for oid, part_sizes in sizes.items()}
+    targets: dict[bytes, list[tuple[bytes, int, int]]] = {}
+    offsets = {oid: [0] * len(part_sizes) for oid, part_sizes in sizes.items()}
+    for p in places:
+        offset = offsets[p.object_id][p.part]
+        targets.setdefault(p.chunk_id, []).append((p.object_id, p.part, offset))
+        offsets[p.object_id][p.part] = offset + p.raw_size
+    seen = set()
+    for cid, codec, data in fetch(list(targets)):
+        seen.add(cid)
+        raw, damage = verify_chunk(cid, codec, data)
+        for oid, part, offset in targets[cid]:
+            if damage is not None:
+                results.setdefault(oid, damage)
+            else:
+                buffers[oid][part][offset : offset + len(raw)] = raw
+    for cid, users in targets.items():
+        if cid not in seen:
+            for oid, _, _ in users:
+                results.setdefault(oid, CorruptChunk(cid.hex(), None))
+    for oid, (pickler, _) in heads.items():
+        results.setdefault(oid, (pickler, buffers[oid]))
+    return results
