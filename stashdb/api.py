@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from stashdb.db.engine import safe_url
 from stashdb.errors import NotAStore, StoreNotFound
-from stashdb.model import CheckoutReport, Commit, Diff, Rev, Version
-from stashdb.refs import Ref
+from stashdb.model import CheckoutReport, Commit, Diff, Ref, Rev, Version
 from stashdb.repo import Repo, Snapshot
 
 __all__ = [
@@ -65,7 +63,7 @@ def find_store(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
-def _cached(url: str, *, create: bool, location: str) -> Repo:
+def _cached(url: str, *, create: bool, location: str | None) -> Repo:
     repo = _open_repos.get(url)
     if repo is None:
         repo = Repo.open(url, create=create, location=location)
@@ -80,7 +78,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
     """
     text = os.fspath(path)
     if _is_url(text):
-        return _cached(text, create=True, location=safe_url(text))
+        return _cached(text, create=True, location=None)  # the URL, password masked
     directory = Path(text)
     if directory.is_file():
         raise NotAStore(str(directory), "it is a file; stashdb.init() takes a directory")
@@ -90,7 +88,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
     return _cached(_sqlite_url(db), create=True, location=str(store_dir.resolve()))
 
 
-def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str] | None:
+def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str | None] | None:
     """``(url, location)`` of an existing store named by ``repo``; None if there is none.
 
     Raises:
@@ -101,7 +99,7 @@ def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str] | None:
         return (_sqlite_url(found), str(found.parent)) if found is not None else None
     text = os.fspath(repo)
     if _is_url(text):
-        return text, safe_url(text)
+        return text, None  # the Repo masks the password when it needs a location
     path = Path(text)
     if path.is_dir():
         if path.name == STORE_DIR and (path / STORE_FILE).is_file():
@@ -169,7 +167,7 @@ def migrate(repo: str | os.PathLike[str] | None = None) -> Migration:
     Opening a store upgrades it anyway; this does it explicitly and says what
     changed. Raises like `open`.
     """
-    from stashdb.db.engine import open_engine, schema_revision, upgrade
+    from stashdb.db.engine import open_engine, safe_url, schema_revision, upgrade
 
     located = _locate(repo)
     if located is None:
@@ -181,7 +179,7 @@ def migrate(repo: str | os.PathLike[str] | None = None) -> Migration:
     try:
         before = schema_revision(engine)
         upgrade(engine)
-        return Migration(location, before, schema_revision(engine))
+        return Migration(location or safe_url(url), before, schema_revision(engine))
     finally:
         engine.dispose()
         stale = _open_repos.pop(url, None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any
 
 __all__ = [
     "Change",
@@ -13,10 +15,13 @@ __all__ = [
     "Diff",
     "Entry",
     "Failure",
+    "Ref",
     "Rev",
     "Skipped",
     "StoreStats",
     "Version",
+    "commit_from_row",
+    "entries_from_rows",
     "format_size",
 ]
 
@@ -294,3 +299,71 @@ class StoreStats:
 #: Anything that names a commit: a rev string (id, short id, tag, branch, HEAD,
 #: REV~N) or a `Commit`.
 Rev = str | Commit
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A branch or a tag, and the commit it points at."""
+
+    name: str
+    kind: str  # "branch" or "tag"
+    commit_id: str
+    message: str | None
+    time: float
+
+
+def commit_from_row(
+    row: Any, parents: list[str], entries: list[Entry], tags: list[str]
+) -> Commit:
+    """A Commit from a ``commits`` row (any object with its columns as attributes)."""
+    return Commit(
+        id=row.id,
+        message=row.message,
+        parents=tuple(parents),
+        time=datetime.fromtimestamp(row.time, tz=timezone.utc),
+        branch=row.branch,
+        workspace=row.workspace,
+        user=row.user,
+        host=row.host,
+        python=row.python,
+        dill=row.dill,
+        packages=json.loads(row.packages),
+        chunks_written=row.chunks_written,
+        bytes_written=row.bytes_written,
+        entries=tuple(entries),
+        tags=tuple(sorted(tags)),
+    )
+
+
+def entries_from_rows(rows: list[Any]) -> list[Entry]:
+    """Entries from one commit's ``entries`` rows, sorted by name; group members know each other."""
+    groups: dict[bytes, list[str]] = {}
+    for r in rows:
+        if r.slot is not None:
+            groups.setdefault(bytes(r.object_id), []).append(r.name)
+    entries = []
+    for r in rows:
+        object_id = bytes(r.object_id) if r.object_id is not None else None
+        group = groups.get(object_id, []) if (object_id and r.slot is not None) else []
+        entries.append(
+            Entry(
+                name=r.name,
+                kind=r.kind,
+                status=r.status,
+                type_name=r.type_name,
+                size=r.size,
+                stored_size=r.stored_size,
+                seconds=r.seconds,
+                preview=r.preview,
+                shape=r.shape,
+                literal=r.literal,
+                reason=r.reason,
+                module=r.module,
+                version=r.version,
+                object_id=object_id.hex() if object_id else None,
+                slot=r.slot,
+                value_hash=r.value_hash,
+                group=tuple(n for n in group if n != r.name),
+            )
+        )
+    return entries

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
 
 from stashdb.db import schema
 from stashdb.errors import RefExists, RefNotFound, StashError
+from stashdb.model import Ref
+from stashdb.revs import DEFAULT_BRANCH
 
 __all__ = ["DEFAULT_BRANCH", "InvalidRefName", "Ref", "Refs"]
 
-DEFAULT_BRANCH = "main"
 
 _VALID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,254}$")
 
@@ -32,15 +32,6 @@ class InvalidRefName(StashError):
             f"{name!r} is not a valid branch or tag name: use letters, digits, '_', '-', '.', '/' "
             "(not starting with '-'), and not HEAD"
         )
-
-
-@dataclass(frozen=True)
-class Ref:
-    name: str
-    kind: str  # "branch" or "tag"
-    commit_id: str
-    message: str | None
-    time: float
 
 
 def check_name(name: str) -> None:

@@ -3,6 +3,10 @@
 A Repo is built from a `Store` (commits, refs, chunks) and the workspace layer
 (capturing and restoring namespaces). The module-level functions in
 `stashdb.api` are thin wrappers over these methods.
+
+On a SQLite store, commits and values are read through `SQLiteReader`
+(the standard library's sqlite3) and the SQLAlchemy engine is made on first
+need: restoring a variable in a fresh process does not pay SQLAlchemy's import.
 """
 
 from __future__ import annotations
@@ -11,22 +15,18 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-
-from stashdb import maintenance
-from stashdb.db.engine import open_engine, safe_url
+from stashdb.db.sqlite_reader import SQLiteReader
 from stashdb.errors import NameNotInSnapshot, RestoreError, StashError
-from stashdb.maintenance import GcReport, PruneReport, VerifyReport
-from stashdb.model import CheckoutReport, Commit, Diff, Entry, Failure, Rev, Skipped, Version
-from stashdb.refs import Ref
-from stashdb.store import ObjectsCollected, Store
+from stashdb.model import CheckoutReport, Commit, Diff, Entry, Failure, Ref, Rev, Skipped, Version
 from stashdb.workspace import (
     Loader,
     Progress,
     capture,
+    carried_row,
     environment,
     excluded_by_default,
     packages_json,
@@ -35,7 +35,17 @@ from stashdb.workspace import (
     version_warnings,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from stashdb.maintenance import GcReport, PruneReport, VerifyReport
+    from stashdb.store import Store
+
 __all__ = ["Repo", "Snapshot"]
+
+#: Objects younger than this survive gc: they may belong to a commit in flight
+#: (the same value as `stashdb.maintenance.GRACE_SECONDS`, which a test checks).
+GRACE_SECONDS = 3600.0
 
 #: Tries of a commit whose objects a concurrent gc deleted before it landed.
 _COMMIT_ATTEMPTS = 5
@@ -47,10 +57,18 @@ class Repo:
     Use `stashdb.init` or `stashdb.open` rather than the constructor.
     """
 
-    def __init__(self, url: str, engine: Engine, location: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        engine: Engine | None = None,
+        location: str | None = None,
+        *,
+        reader: SQLiteReader | None = None,
+    ) -> None:
         self.url = url
-        self.location = location or safe_url(url)
-        self.store = Store(engine)
+        self._location = location
+        self._engine = engine
+        self._reader = reader
         #: Compress chunks with zstd where a sample says it pays. False stores
         #: every chunk raw; ids and values are the same either way.
         self.compress = True
@@ -58,10 +76,43 @@ class Repo:
     @classmethod
     def open(cls, url: str, *, create: bool = False, location: str | None = None) -> Repo:
         """Open (or with ``create``, create) the store at a SQLAlchemy URL."""
-        return cls(url, open_engine(url, create=create), location)
+        if not create:
+            reader = SQLiteReader.open(url)  # None unless a current-format SQLite store
+            if reader is not None:
+                return cls(url, location=location, reader=reader)
+        from stashdb.db.engine import open_engine
+
+        engine = open_engine(url, create=create)  # checks, creates or upgrades the store
+        return cls(url, engine, location, reader=SQLiteReader.open(url))
+
+    @cached_property
+    def store(self) -> Store:
+        """The store through SQLAlchemy: made on first use when the Repo opened light."""
+        from stashdb.db.engine import open_engine
+        from stashdb.store import Store
+
+        engine = self._engine if self._engine is not None else open_engine(self.url, create=False)
+        return Store(engine)
+
+    @property
+    def _reads(self) -> Store | SQLiteReader:
+        """Where commits and values are read from: the light reader when there is one."""
+        return self._reader if self._reader is not None else self.store
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a path, or the URL without its password)."""
+        if self._location is None:
+            from stashdb.db.engine import safe_url
+
+            self._location = safe_url(self.url)
+        return self._location
 
     def close(self) -> None:
-        self.store.engine.dispose()
+        if self._reader is not None:
+            self._reader.close()
+        if "store" in self.__dict__:
+            self.store.engine.dispose()
 
     def __repr__(self) -> str:
         return f"<stashdb.Repo {self.location}>"
@@ -107,12 +158,64 @@ class Repo:
         ns = namespace if namespace is not None else sys._getframe(1).f_globals
         message = "" if message is None else str(message)
         names = select_names(ns, only, exclude)
+        from stashdb.store import ObjectsCollected
+
         for _ in range(_COMMIT_ATTEMPTS):
             try:
                 with _file_size_limit_as_error():
-                    return self._commit_once(ns, names, message, branch, progress)
+                    made = self._commit_once(ns, names, message, branch, progress)
+                    assert made is not None  # without a base there is always a commit
+                    return made
             except ObjectsCollected:
                 continue  # gc ran between our writes and our commit: store them again
+        raise StashError(
+            f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
+        )
+
+    def commit_changes(
+        self,
+        base: Commit,
+        changed: Collection[str],
+        message: str = "",
+        *,
+        namespace: Mapping[str, Any],
+        branch: str | None = None,
+        progress: Progress | None = None,
+    ) -> Commit | None:
+        """Commit a namespace of which only the ``changed`` names can differ from ``base``.
+
+        The other names keep their entries from ``base`` without being pickled
+        again, so the cost is what changed, however much else the namespace
+        holds (the IPython extension's snapshot after each cell). Names that
+        ``base`` lacks are captured; a name captured takes the other members of
+        its group in ``base`` along (they are pickled together).
+
+        Returns:
+            The commit, or None when its manifest would equal ``base``'s.
+        """
+        names = select_names(namespace, None, None)
+        before = {e.name: e for e in base.entries}
+        todo = {n for n in names if n in changed or n not in before}
+        present = set(names)
+        grow = list(todo)
+        while grow:  # a group is pickled whole: its members come along
+            entry = before.get(grow.pop())
+            for member in entry.group if entry is not None else ():
+                if member in present and member not in todo:
+                    todo.add(member)
+                    grow.append(member)
+        carry = [before[n] for n in names if n not in todo]
+        from stashdb.store import ObjectsCollected
+
+        for _ in range(_COMMIT_ATTEMPTS):
+            try:
+                with _file_size_limit_as_error():
+                    return self._commit_once(
+                        namespace, [n for n in names if n in todo], message, branch, progress,
+                        carry=carry, workspace_names=names, base=base,
+                    )
+            except ObjectsCollected:
+                continue
         raise StashError(
             f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
         )
@@ -124,23 +227,34 @@ class Repo:
         message: str,
         branch: str | None,
         progress: Progress | None,
-    ) -> Commit:
+        *,
+        carry: Sequence[Entry] = (),
+        workspace_names: list[str] | None = None,
+        base: Commit | None = None,
+    ) -> Commit | None:
         writer = self.store.chunks.writer(compress=self.compress)
-        captured = capture(ns, names, writer, self.store.value_hashes, progress)
+        captured = capture(
+            ns, names, writer, self.store.value_hashes, progress, workspace_names=workspace_names
+        )
         writer.flush()
+        entries = captured.entries + [carried_row(e) for e in carry]
+        entries.sort(key=lambda e: e["name"])
+        if base is not None and _same_manifest(entries, base):
+            return None
+        packages = {**(base.packages if base is not None else {}), **captured.packages}
         metadata = environment(str(ns.get("__name__", "__main__")))
         metadata.update(
-            packages=packages_json(captured.packages),
-            stored=sum(e["status"] == "stored" for e in captured.entries),
-            reused=sum(e["status"] == "reused" for e in captured.entries),
-            skipped=sum(e["status"] == "skipped" for e in captured.entries),
+            packages=packages_json(packages),
+            stored=sum(e["status"] == "stored" for e in entries),
+            reused=sum(e["status"] == "reused" for e in entries),
+            skipped=sum(e["status"] == "skipped" for e in entries),
             chunks_written=captured.chunks_written,
             bytes_written=captured.bytes_written,
         )
         commit_id = self.store.write_commit(
             branch=branch or self.store.head(),
             message=message,
-            entries=captured.entries,
+            entries=entries,
             metadata=metadata,
         )
         return self.store.get_commit(commit_id)
@@ -162,6 +276,8 @@ class Repo:
     # -- upkeep ----------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
+        from stashdb import maintenance
+
         """Walk refs → commits → manifests → objects → chunks, re-hashing every chunk.
 
         Returns a report whose ``ok`` is true only when nothing reachable is
@@ -170,12 +286,14 @@ class Repo:
         """
         return maintenance.verify(self.store)
 
-    def gc(self, *, grace: float = maintenance.GRACE_SECONDS) -> GcReport:
+    def gc(self, *, grace: float = GRACE_SECONDS) -> GcReport:
         """Delete chunks and objects no commit refers to; safe while others commit.
 
         Objects written in the last ``grace`` seconds (default: an hour) are
         spared: they may belong to a commit still in flight.
         """
+        from stashdb import maintenance
+
         return maintenance.gc(self.store, grace=grace)
 
     def prune(
@@ -184,9 +302,11 @@ class Repo:
         *,
         keep_last: int | None = None,
         keep_days: float | None = None,
-        grace: float = maintenance.GRACE_SECONDS,
+        grace: float = GRACE_SECONDS,
     ) -> PruneReport:
         """Drop old commits of a branch (default: current), keeping tags and heads; then gc."""
+        from stashdb import maintenance
+
         return maintenance.prune(
             self.store, branch or self.head, keep_last=keep_last, keep_days=keep_days,
             grace=grace,
@@ -196,7 +316,7 @@ class Repo:
 
     def resolve(self, rev: Rev = "HEAD") -> str:
         """The full commit id a rev names (id, short id, tag, branch, HEAD, REV~N)."""
-        return self.store.resolve(rev)
+        return self._reads.resolve(rev)
 
     @property
     def head(self) -> str:
@@ -204,10 +324,10 @@ class Repo:
         return self.store.head()
 
     def branches(self) -> list[Ref]:
-        return self.store.list_refs("branch")
+        return self._reads.list_refs("branch")
 
     def tags(self) -> list[Ref]:
-        return self.store.list_refs("tag")
+        return self._reads.list_refs("tag")
 
     def log(
         self, *, branch: str | None = None, limit: int | None = None, all: bool = False
@@ -217,7 +337,7 @@ class Repo:
 
     def show(self, rev: Rev = "HEAD") -> Commit:
         """One commit with its entries (type, sizes, preview, status). Unpickles nothing."""
-        return self.store.get_commit(self.resolve(rev))
+        return self._reads.get_commit(self.resolve(rev))
 
     def diff(self, a: Rev, b: Rev = "HEAD") -> Diff:
         """Names added, removed, changed and unchanged from ``a`` to ``b``. Unpickles nothing."""
@@ -271,7 +391,7 @@ class Repo:
             wanted = sorted(in_snapshot)
             prefer = set()
 
-        loader = Loader(self.store.chunks, commit, ns, prefer_namespace=prefer)
+        loader = Loader(self._reads.chunks, commit, ns, prefer_namespace=prefer)
         loader.prefetch(wanted)
         restored: dict[str, Any] = {}
         sizes = {e.object_id: e.size for n in wanted if (e := in_snapshot[n]).object_id}
@@ -334,6 +454,20 @@ def _file_size_limit_as_error() -> Iterator[None]:
         signal.signal(xfsz, previous)
 
 
+def _same_manifest(entries: list[dict[str, Any]], base: Commit) -> bool:
+    """Whether entry rows name exactly the values (and skips) of ``base``'s manifest."""
+
+    def key(kind: str, object_id: str | None, slot: int | None, module: str | None) -> tuple:
+        return (kind, object_id, slot, module)
+    ours = {
+        e["name"]: key(e["kind"], e["object_id"].hex() if e["object_id"] else None, e["slot"],
+                       e["module"])
+        for e in entries
+    }
+    theirs = {e.name: key(e.kind, e.object_id, e.slot, e.module) for e in base.entries}
+    return ours == theirs
+
+
 class _SnapshotGlobals(dict[str, Any]):
     """Globals for functions read through a Snapshot: other names load on first use."""
 
@@ -361,7 +495,7 @@ class Snapshot(Mapping[str, Any]):
         self.entries = {e.name: e for e in commit.entries}
         self._names = [e.name for e in commit.entries if e.kind != "skipped"]
         self._globals = _SnapshotGlobals(self)
-        self._loader = Loader(repo.store.chunks, commit, self._globals)
+        self._loader = Loader(repo._reads.chunks, commit, self._globals)
 
     def __getitem__(self, name: str) -> Any:
         entry = self.entries.get(name)

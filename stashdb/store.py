@@ -7,29 +7,36 @@ Everything here reads and writes plain columns; values are the business of
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import xxhash
 from sqlalchemy import Connection, Engine, func, select
 
+from stashdb import revs
 from stashdb.chunks import ChunkStore
 from stashdb.db import schema
 from stashdb.db.engine import read_transaction, write_transaction
-from stashdb.errors import AmbiguousRevision, RevisionNotFound, StashError
-from stashdb.model import Change, ChangeCounts, Commit, Diff, Entry, Rev, StoreStats, Version
+from stashdb.errors import RevisionNotFound, StashError
+from stashdb.model import (
+    Change,
+    ChangeCounts,
+    Commit,
+    Diff,
+    Entry,
+    Rev,
+    StoreStats,
+    Version,
+    commit_from_row,
+    entries_from_rows,
+)
 from stashdb.refs import Ref, Refs
 
 __all__ = ["MIN_SHORT_ID", "ObjectsCollected", "Store"]
 
-#: Fewest hex digits accepted as a short commit id.
-MIN_SHORT_ID = 4
+MIN_SHORT_ID = revs.MIN_SHORT_ID
 
-_SUFFIX = re.compile(r"^(?P<base>.+?)(?P<ops>(?:~\d*|\^)+)$")
-_HEX = re.compile(r"^[0-9a-f]+$")
 _MAX_CAS_ATTEMPTS = 100
 
 
@@ -42,6 +49,28 @@ class ObjectsCollected(Exception):
 
     The commit is not written; the caller stores its values again and retries.
     """
+
+
+class _Lookup:
+    """What `revs.resolve` asks, answered inside one read transaction."""
+
+    def __init__(self, store: Store, conn: Connection) -> None:
+        self._store, self._conn = store, conn
+
+    def head(self) -> str:
+        return self._store.refs.head(self._conn)
+
+    def ref_target(self, name: str) -> tuple[str, str] | None:
+        ref = self._store.refs.find(self._conn, name)
+        return (ref.kind, ref.commit_id) if ref is not None else None
+
+    def parents(self, commit_id: str) -> list[str]:
+        return self._store._parents(self._conn, commit_id)
+
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        c = schema.commits.c
+        query = select(c.id).where(c.id.like(prefix + "%")).order_by(c.id).limit(limit)
+        return list(self._conn.execute(query).scalars())
 
 
 class Store:
@@ -65,42 +94,7 @@ class Store:
             return self._resolve(conn, rev)
 
     def _resolve(self, conn: Connection, rev: Rev) -> str:
-        if isinstance(rev, Commit):
-            rev = rev.id
-        if not isinstance(rev, str):
-            raise RevisionNotFound(repr(rev), "a rev is a string or a Commit")
-        rev = rev.strip()
-        match = _SUFFIX.match(rev)
-        if match:
-            commit_id = self._resolve(conn, match["base"])
-            for op in re.findall(r"~\d*|\^", match["ops"]):
-                steps = 1 if op in ("~", "^") else int(op[1:])
-                for _ in range(steps):
-                    parents = self._parents(conn, commit_id)
-                    if not parents:
-                        raise RevisionNotFound(rev, f"{commit_id[:8]} has no parent")
-                    commit_id = parents[0]
-            return commit_id
-        if rev == "HEAD":
-            branch = self.refs.head(conn)
-            tip = self.refs.tip(conn, branch)
-            if tip is None:
-                raise RevisionNotFound(rev, f"branch {branch!r} has no commits yet")
-            return tip
-        ref = self.refs.find(conn, rev)
-        if ref is not None:
-            return ref.commit_id
-        lowered = rev.lower()
-        if len(lowered) >= MIN_SHORT_ID and _HEX.match(lowered):
-            c = schema.commits.c
-            found = conn.execute(
-                select(c.id).where(c.id.like(lowered + "%")).order_by(c.id).limit(10)
-            ).scalars().all()
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise AmbiguousRevision(rev, list(found))
-        raise RevisionNotFound(rev)
+        return revs.resolve(rev, _Lookup(self, conn))
 
     def _parents(self, conn: Connection, commit_id: str) -> list[str]:
         p = schema.commit_parents.c
@@ -139,7 +133,7 @@ class Store:
         if missing:
             raise RevisionNotFound(missing[0], "no such commit in this store")
         return [
-            _commit_from_row(
+            commit_from_row(
                 rows[i], parents.get(i, []), manifests.get(i, []), tags.get(i, [])
             )
             for i in ids
@@ -152,7 +146,7 @@ class Store:
             select(schema.entries).where(e.commit_id.in_(ids)).order_by(e.commit_id, e.name)
         ):
             raw.setdefault(r.commit_id, []).append(r)
-        return {commit_id: _entries_from_rows(rows) for commit_id, rows in raw.items()}
+        return {commit_id: entries_from_rows(rows) for commit_id, rows in raw.items()}
 
     def log(
         self, *, branch: str | None = None, limit: int | None = None, all: bool = False
@@ -303,7 +297,7 @@ class Store:
                 for row in conn.execute(
                     select(schema.entries).where(e.name == name, e.commit_id.in_(batch))
                 ):
-                    found[row.commit_id] = _entries_from_rows([row])[0]
+                    found[row.commit_id] = entries_from_rows([row])[0]
         versions: list[Version] = []
         previous: Entry | None = None
         for commit_id in chain:
@@ -421,56 +415,3 @@ def _commit_id(
     ]
     payload = json.dumps([parents, repr(now), message, branch, manifest], separators=(",", ":"))
     return xxhash.xxh3_128_hexdigest(payload.encode())
-
-
-def _commit_from_row(row: Any, parents: list[str], entries: list[Entry], tags: list[str]) -> Commit:
-    return Commit(
-        id=row.id,
-        message=row.message,
-        parents=tuple(parents),
-        time=datetime.fromtimestamp(row.time, tz=timezone.utc),
-        branch=row.branch,
-        workspace=row.workspace,
-        user=row.user,
-        host=row.host,
-        python=row.python,
-        dill=row.dill,
-        packages=json.loads(row.packages),
-        chunks_written=row.chunks_written,
-        bytes_written=row.bytes_written,
-        entries=tuple(entries),
-        tags=tuple(sorted(tags)),
-    )
-
-
-def _entries_from_rows(rows: list[Any]) -> list[Entry]:
-    groups: dict[bytes, list[str]] = {}
-    for r in rows:
-        if r.slot is not None:
-            groups.setdefault(bytes(r.object_id), []).append(r.name)
-    entries = []
-    for r in rows:
-        object_id = bytes(r.object_id) if r.object_id is not None else None
-        group = groups.get(object_id, []) if (object_id and r.slot is not None) else []
-        entries.append(
-            Entry(
-                name=r.name,
-                kind=r.kind,
-                status=r.status,
-                type_name=r.type_name,
-                size=r.size,
-                stored_size=r.stored_size,
-                seconds=r.seconds,
-                preview=r.preview,
-                shape=r.shape,
-                literal=r.literal,
-                reason=r.reason,
-                module=r.module,
-                version=r.version,
-                object_id=object_id.hex() if object_id else None,
-                slot=r.slot,
-                value_hash=r.value_hash,
-                group=tuple(n for n in group if n != r.name),
-            )
-        )
-    return entries

@@ -18,9 +18,9 @@ import types
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from stashdb.chunks import ChunkStore, ObjectWriter, StoredObject, object_id_of
+from stashdb.chunking import object_id_of
 from stashdb.errors import (
     CorruptChunk,
     NameNotInNamespace,
@@ -29,6 +29,10 @@ from stashdb.errors import (
 )
 from stashdb.model import Commit, Entry
 from stashdb.preview import describe
+
+if TYPE_CHECKING:
+    from stashdb.chunks import ObjectWriter, StoredObject
+
 from stashdb.serialize import (
     Group,
     Pickled,
@@ -48,6 +52,7 @@ __all__ = [
     "Loader",
     "Progress",
     "capture",
+    "carried_row",
     "environment",
     "excluded_by_default",
     "select_names",
@@ -156,6 +161,7 @@ def capture(
     writer: ObjectWriter,
     known_value_hashes: Callable[[bytes], dict[int, str]] = _no_known_hashes,
     progress: Progress | None = None,
+    workspace_names: Iterable[str] | None = None,
 ) -> Capture:
     """Pickle, hash and store each selected name; report the ones that cannot be stored.
 
@@ -170,8 +176,11 @@ def capture(
             group object already in the store, so an unchanged group is not
             pickled member by member again.
         progress: told how many bytes are pickled and stored, of an estimate.
+        workspace_names: every name of the workspace, when only some are
+            captured: classes and functions among them are referred to by name.
     """
-    return _Capturer(namespace, names, writer, known_value_hashes, progress).run()
+    refs = WorkspaceRefs.of(namespace, names if workspace_names is None else workspace_names)
+    return _Capturer(namespace, names, writer, known_value_hashes, refs, progress).run()
 
 
 class _Capturer:
@@ -181,6 +190,7 @@ class _Capturer:
         names: list[str],
         writer: ObjectWriter,
         known_value_hashes: Callable[[bytes], dict[int, str]],
+        refs: WorkspaceRefs,
         progress: Progress | None = None,
     ) -> None:
         self.progress = progress or (lambda done, total: None)
@@ -188,7 +198,7 @@ class _Capturer:
         self.names = names
         self.writer = writer
         self.known_value_hashes = known_value_hashes
-        self.refs = WorkspaceRefs.of(namespace, names)
+        self.refs = refs
         self.result = Capture()
         self._batch: list[tuple[list[str], list[Any], Pickled]] = []
         self._batch_bytes = 0
@@ -324,6 +334,28 @@ def _value_hash(value: Any, name: str, refs: WorkspaceRefs) -> str | None:
     return object_id_of(alone.pickler, alone.parts).hex()
 
 
+def carried_row(entry: Entry) -> dict[str, Any]:
+    """The entry row of a name whose value is known not to have changed since ``entry``."""
+    return _row(
+        entry.name,
+        kind=entry.kind,
+        status="skipped" if entry.kind == "skipped" else "reused",
+        object_id=bytes.fromhex(entry.object_id) if entry.object_id else None,
+        slot=entry.slot,
+        value_hash=entry.value_hash,
+        type_name=entry.type_name,
+        size=entry.size,
+        stored_size=entry.stored_size,
+        seconds=entry.seconds,
+        preview=entry.preview,
+        shape=entry.shape,
+        literal=entry.literal,
+        reason=entry.reason,
+        module=entry.module,
+        version=entry.version,
+    )
+
+
 def _row(name: str, **fields: Any) -> dict[str, Any]:
     row = dict.fromkeys(
         ("object_id", "slot", "value_hash", "shape", "literal", "reason", "module", "version")
@@ -415,6 +447,16 @@ def packages_json(packages: dict[str, str]) -> str:
 # -- checkout --------------------------------------------------------------------------
 
 
+class ObjectSource(Protocol):
+    """Where a Loader reads objects: `stashdb.chunks.ChunkStore` or the light SQLite reader."""
+
+    def read(self, object_id: bytes) -> tuple[str, list[Any]]: ...
+
+    def read_many(
+        self, object_ids: Iterable[bytes]
+    ) -> dict[bytes, tuple[str, list[Any]] | CorruptChunk]: ...
+
+
 class Loader:
     """Unpickles the entries of one commit, each object at most once.
 
@@ -429,7 +471,7 @@ class Loader:
 
     def __init__(
         self,
-        chunks: ChunkStore,
+        chunks: ObjectSource,
         commit: Commit,
         namespace: MutableMapping[str, Any],
         prefer_namespace: Iterable[str] = (),

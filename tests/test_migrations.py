@@ -22,6 +22,7 @@ from conftest import BACKENDS, postgres_schema, postgres_url
 from stashdb.cli import app
 from stashdb.db import schema
 from stashdb.db.engine import migrations_dir, schema_revision, upgrade
+from stashdb.db.format import SCHEMA_REVISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 REV1 = ROOT / "tests" / "data" / "store-rev1.db"
@@ -38,8 +39,8 @@ def test_the_code_knows_exactly_the_revisions_that_ship() -> None:
     config.set_main_option("script_location", str(migrations_dir()))
     scripts = ScriptDirectory.from_config(config)
     chain = [s.revision for s in scripts.walk_revisions()][::-1]
-    assert tuple(chain) == schema.SCHEMA_REVISIONS
-    assert scripts.get_heads() == [schema.SCHEMA_REVISIONS[-1]]
+    assert tuple(chain) == SCHEMA_REVISIONS
+    assert scripts.get_heads() == [SCHEMA_REVISIONS[-1]]
 
 
 def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ def test_a_revision_1_store_is_upgraded_on_open_and_keeps_everything(
         probe.dispose()
 
         repo = stashdb.open(url)
-        assert schema_revision(repo.store.engine) == schema.SCHEMA_REVISIONS[-1]
+        assert schema_revision(repo.store.engine) == SCHEMA_REVISIONS[-1]
         with repo.store.engine.connect() as conn:
             names = {i["name"] for i in inspect(conn).get_indexes("entries")}
         assert "ix_entries_name" in names
@@ -117,7 +118,7 @@ def test_stashdb_migrate_says_what_it_did(tmp_path: Path) -> None:
     shutil.copy(REV1, tmp_path / "old.db")
     runner = CliRunner()
     first = runner.invoke(app, ["migrate", "--store", str(tmp_path / "old.db")])
-    newest = schema.SCHEMA_REVISIONS[-1]
+    newest = SCHEMA_REVISIONS[-1]
     assert first.exit_code == 0 and f"from schema revision 0001 to {newest}" in first.stdout
     again = runner.invoke(app, ["migrate", "--store", str(tmp_path / "old.db"), "--json"])
     assert again.exit_code == 0 and f'"before": "{newest}"' in again.stdout

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 import stashdb
 from conftest import run_python
-from stashdb.db.schema import FORMAT_VERSION
+from stashdb.db.format import FORMAT_VERSION
 
 
 def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
@@ -117,6 +117,75 @@ def test_restoring_one_small_variable_does_not_import_dill(tmp_path: Path) -> No
         tmp_path,
     )
     assert result.stdout.strip() == "False False"
+
+
+def test_reading_a_sqlite_store_does_not_import_sqlalchemy(tmp_path: Path) -> None:
+    # Its import is most of the cost of restoring one variable in a fresh
+    # process (docs/performance.md): SQLite stores are read with sqlite3.
+    run_python(
+        "import stashdb\nsmall = {'a': 1}\nother = [1, 2]\nstashdb.commit('one')\n"
+        "other.append(3)\nstashdb.commit('two')\nstashdb.tag('first', 'HEAD~1')\n",
+        tmp_path,
+    )
+    result = run_python(
+        """
+        import sys, stashdb
+        stashdb.checkout("first", only=["other"])
+        old = stashdb.at("HEAD~1")["other"]
+        print(other, old, stashdb.show().message, "sqlalchemy" in sys.modules)
+        stashdb.commit("three")  # writing makes the engine
+        print("sqlalchemy" in sys.modules)
+        """,
+        tmp_path,
+    )
+    assert result.stdout.split("\n")[:2] == ["[1, 2] [1, 2] two False", "True"]
+
+
+def test_the_sqlite_reader_and_the_store_read_the_same_commits(repo: stashdb.Repo) -> None:
+    from stashdb.db.sqlite_reader import SQLiteReader
+
+    shared = [1, 2]
+    repo.commit("one", namespace={"a": shared, "b": shared, "gen": (i for i in "x"), "n": 1})
+    second = repo.commit("two", namespace={"a": [3], "n": 2})
+    repo.tag("v1", "HEAD~1")
+    reader = SQLiteReader.open(repo.url)
+    if repo.url.startswith("postgresql"):
+        assert reader is None  # only SQLite stores are read this way
+        return
+    assert reader is not None
+    try:
+        for rev in ("HEAD", "HEAD~1", "v1", second.id[:6], "main^"):
+            commit_id = repo.store.resolve(rev)
+            assert reader.resolve(rev) == commit_id
+            assert reader.get_commit(commit_id) == repo.store.get_commit(commit_id)
+        assert reader.list_refs("tag") == repo.store.list_refs("tag")
+        with pytest.raises(stashdb.RevisionNotFound):
+            reader.resolve("nope")
+        ids = [bytes.fromhex(e.object_id) for e in second.entries if e.object_id]
+        assert reader.read_many(ids) == repo.store.chunks.read_many(ids)
+    finally:
+        reader.close()
+
+
+def test_a_store_at_an_older_revision_opens_through_the_engine_and_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from stashdb.db.sqlite_reader import SQLiteReader
+
+    db = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "data" / "store-rev1.db", db)
+    assert SQLiteReader.open(f"sqlite:///{db}") is None  # not at the newest revision
+    repo = stashdb.open(db)
+    assert repo.log()  # opened (and upgraded) through the engine
+    assert SQLiteReader.open(f"sqlite:///{db}") is not None
+
+
+def test_the_repo_grace_period_is_the_maintenance_one() -> None:
+    from stashdb import maintenance, repo
+
+    assert repo.GRACE_SECONDS == maintenance.GRACE_SECONDS
 
 
 def test_a_repo_in_a_namespace_is_stored_as_its_location(repo: stashdb.Repo) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, OperationalError
 
-from stashdb.db.schema import FORMAT_VERSION, SCHEMA_REVISIONS
+from stashdb.db.format import FORMAT_VERSION, SCHEMA_REVISIONS
 from stashdb.errors import (
     NotAStore,
     StashError,

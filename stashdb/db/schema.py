@@ -21,15 +21,6 @@ from sqlalchemy import (
     Text,
 )
 
-#: The format this code writes, and the newest it reads. It changes only when
-#: older code would misread a store; schema revisions that older code can live
-#: with (an index, say) keep it.
-FORMAT_VERSION = 1
-
-#: The Alembic revisions this code knows, oldest first; the last is the head.
-#: A test checks them against migrations/versions/.
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
-
 metadata = MetaData()
 
 #: Key/value settings of the store: ``format_version``, ``HEAD`` (current branch),

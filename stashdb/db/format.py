@@ -1,0 +1,14 @@
+"""The format and schema revision this code writes, importable without SQLAlchemy."""
+
+from __future__ import annotations
+
+__all__ = ["FORMAT_VERSION", "SCHEMA_REVISIONS"]
+
+#: The format this code writes, and the newest it reads. It changes only when
+#: older code would misread a store; schema revisions that older code can live
+#: with (an index, say) keep it.
+FORMAT_VERSION = 1
+
+#: The Alembic revisions this code knows, oldest first; the last is the head.
+#: A test checks them against migrations/versions/.
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
