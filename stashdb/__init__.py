@@ -61,7 +61,13 @@ _LAZY = {
     "Version": "stashdb.model",
     "Rev": "stashdb.model",
     "InvalidRefName": "stashdb.refs",
-    "Ref": "stashdb.refs",
+    "Ref": "stashdb.model",
+}
+
+#: ``%load_ext stashdb`` finds these; they import IPython, so they stay out of __all__.
+_IPYTHON = {
+    "load_ipython_extension": "stashdb.ipython",
+    "unload_ipython_extension": "stashdb.ipython",
 }
 
 __all__ = [*errors.__all__, "__version__", *_LAZY]
@@ -90,16 +96,17 @@ if TYPE_CHECKING:
         Diff,
         Entry,
         Failure,
+        Ref,
         Rev,
         Skipped,
         Version,
     )
-    from stashdb.refs import InvalidRefName, Ref
+    from stashdb.refs import InvalidRefName
     from stashdb.repo import Repo, Snapshot
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _LAZY.get(name) or _IPYTHON.get(name)
     if module is None:
         raise AttributeError(f"module 'stashdb' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

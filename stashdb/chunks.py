@@ -189,9 +189,24 @@ class ObjectWriter:
         if not pending.objects and not pending.chunks:
             return
         with write_transaction(self._engine) as conn:
-            self._insert_chunks(conn)
-            insert_if_absent(conn, schema.objects, pending.objects)
-            insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
+            self.write_pending(conn)
+        self.forget_pending()
+
+    def write_pending(self, conn: Connection) -> None:
+        """Insert the pending chunks and objects in the caller's write transaction.
+
+        A commit writes its last objects in the transaction that writes the
+        commit itself: one transaction (one fsync) for a small commit, not two.
+        The rows stay pending until `forget_pending`, in case that transaction
+        rolls back and is retried.
+        """
+        pending = self._pending
+        self._insert_chunks(conn)
+        insert_if_absent(conn, schema.objects, pending.objects)
+        insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
+
+    def forget_pending(self) -> None:
+        """The pending rows are in the store: drop them (after `write_pending` committed)."""
         self._pending = _Pending()
 
     def _flush_chunks(self) -> None:

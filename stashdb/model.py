@@ -240,6 +240,8 @@ class CheckoutReport:
     restored: list[str] = field(default_factory=list)
     #: Names deleted so that the namespace equals the snapshot.
     removed: list[str] = field(default_factory=list)
+    #: Names whose value already was the snapshot's: left in memory, not reloaded.
+    kept: list[str] = field(default_factory=list)
     #: Names the snapshot could not store: left as they are in the namespace.
     skipped: list[Skipped] = field(default_factory=list)
     #: Names that could not be restored here: left as they are in the namespace.
@@ -252,6 +254,7 @@ class CheckoutReport:
 
     def __str__(self) -> str:
         lines = [f"checked out {self.commit.short_id}: restored {len(self.restored)}"
+                 + (f", kept {len(self.kept)} unchanged" if self.kept else "")
                  + (f", removed {len(self.removed)}" if self.removed else "")]
         lines += [f"  skipped at commit {s.name} ({s.type_name}): {s.reason}" for s in self.skipped]
         lines += [f"  failed {f.name}: {f.reason}" for f in self.failed]

@@ -163,6 +163,7 @@ def checkout_json(report: CheckoutReport) -> dict[str, Any]:
         "commit": report.commit.id,
         "restored": report.restored,
         "removed": report.removed,
+        "kept": report.kept,
         "skipped": [
             {"name": s.name, "type": s.type_name, "reason": s.reason} for s in report.skipped
         ],

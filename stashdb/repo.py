@@ -236,7 +236,6 @@ class Repo:
         captured = capture(
             ns, names, writer, self.store.value_hashes, progress, workspace_names=workspace_names
         )
-        writer.flush()
         entries = captured.entries + [carried_row(e) for e in carry]
         entries.sort(key=lambda e: e["name"])
         if base is not None and _same_manifest(entries, base):
@@ -256,8 +255,9 @@ class Repo:
             message=message,
             entries=entries,
             metadata=metadata,
+            objects=writer,  # its last objects go in the commit's own transaction
         )
-        return self.store.get_commit(commit_id)
+        return self._reads.get_commit(commit_id)
 
     def tag(self, name: str, rev: Rev = "HEAD", *, message: str | None = None) -> Ref:
         """Name a commit for good. Raises `RefExists` if the name is taken."""
@@ -361,6 +361,7 @@ class Repo:
         namespace: MutableMapping[str, Any] | None = None,
         merge: bool = False,
         progress: Progress | None = None,
+        keep: Collection[str] = (),
     ) -> CheckoutReport:
         """Restore a snapshot into a namespace (default: the caller's globals).
 
@@ -373,13 +374,16 @@ class Repo:
 
         Checking out a branch by name makes it the current branch.
         ``progress(done_bytes, total_bytes)`` is called as values are restored.
+        ``keep`` names values the caller knows to be the snapshot's already
+        (the IPython extension tracks what each cell could have changed): they
+        stay in memory, are not read, and restored values refer to them.
 
         Raises:
             NameNotInSnapshot: an ``only`` name is not in the snapshot.
         """
         ns = namespace if namespace is not None else sys._getframe(1).f_globals
         commit = self.show(rev)
-        report = CheckoutReport(commit, warnings=version_warnings(commit))
+        report = CheckoutReport(commit)
         in_snapshot = {e.name: e for e in commit.entries}
         if only is not None:
             wanted = [only] if isinstance(only, str) else list(dict.fromkeys(only))
@@ -390,9 +394,49 @@ class Repo:
         else:
             wanted = sorted(in_snapshot)
             prefer = set()
+        kept = [n for n in wanted if n in keep and n in ns]
+        if kept:
+            wanted = [n for n in wanted if n not in set(kept)]
+            prefer |= set(kept)
+            report.kept = sorted(kept)
 
         loader = Loader(self._reads.chunks, commit, ns, prefer_namespace=prefer)
+        # Smallest first, in the order they are read ahead: while the values
+        # that are slow to unpickle (many objects, imports) are unpickled, the
+        # big buffers that are quick to unpickle are being read (measured:
+        # biggest first saved 0.04 s of 0.85, smallest first 0.2 s).
+        wanted.sort(key=lambda n: in_snapshot[n].size)
         loader.prefetch(wanted)
+        try:
+            restored = self._restore(loader, wanted, in_snapshot, report, progress)
+        finally:
+            loader.close()
+        report.skipped.sort(key=lambda s: s.name)
+        report.failed.sort(key=lambda f: f.name)
+        report.warnings[:0] = version_warnings(commit)  # after: it checks dill only if used
+
+        if only is None and not merge:
+            hidden = shell_names(ns)
+            extra = [n for n in ns if isinstance(n, str) and n not in in_snapshot]
+            for name in extra:
+                if not excluded_by_default(name, hidden):
+                    del ns[name]
+                    report.removed.append(name)
+        ns.update(restored)
+        report.restored = sorted(restored)
+        if only is None and isinstance(rev, str) and rev in {b.name for b in self.branches()}:
+            self.store.set_head(rev)
+        return report
+
+    def _restore(
+        self,
+        loader: Loader,
+        wanted: list[str],
+        in_snapshot: dict[str, Entry],
+        report: CheckoutReport,
+        progress: Progress | None,
+    ) -> dict[str, Any]:
+        """Load each wanted name; a name that fails is reported and the others go on."""
         restored: dict[str, Any] = {}
         sizes = {e.object_id: e.size for n in wanted if (e := in_snapshot[n]).object_id}
         total, done, counted = sum(sizes.values()), 0, set()
@@ -413,19 +457,7 @@ class Repo:
             if progress is not None:
                 progress(done, total)
             self._note_module_version(entry, report)
-
-        if only is None and not merge:
-            hidden = shell_names(ns)
-            extra = [n for n in ns if isinstance(n, str) and n not in in_snapshot]
-            for name in extra:
-                if not excluded_by_default(name, hidden):
-                    del ns[name]
-                    report.removed.append(name)
-        ns.update(restored)
-        report.restored = sorted(restored)
-        if only is None and isinstance(rev, str) and rev in {b.name for b in self.branches()}:
-            self.store.set_head(rev)
-        return report
+        return restored
 
     @staticmethod
     def _note_module_version(entry: Entry, report: CheckoutReport) -> None:

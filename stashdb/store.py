@@ -15,7 +15,7 @@ import xxhash
 from sqlalchemy import Connection, Engine, func, select
 
 from stashdb import revs
-from stashdb.chunks import ChunkStore
+from stashdb.chunks import ChunkStore, ObjectWriter
 from stashdb.db import schema
 from stashdb.db.engine import read_transaction, write_transaction
 from stashdb.errors import RevisionNotFound, StashError
@@ -320,24 +320,36 @@ class Store:
         message: str,
         entries: list[dict[str, Any]],
         metadata: dict[str, Any],
+        objects: ObjectWriter | None = None,
     ) -> str:
-        """Write a commit whose objects are already stored, then move ``branch`` to it.
+        """Write a commit whose objects are stored, then move ``branch`` to it.
 
         The parent is the branch's tip read inside the write transaction; a
         branch that does not exist yet starts from HEAD's commit. The branch
         moves by compare-and-swap, retried if another writer got there first.
+        ``objects``' pending rows are written first, in the same transaction.
         """
         for _ in range(_MAX_CAS_ATTEMPTS):
             try:
-                return self._try_write_commit(branch, message, entries, metadata)
+                made = self._try_write_commit(branch, message, entries, metadata, objects)
             except _LostRace:
                 continue
+            if objects is not None:
+                objects.forget_pending()
+            return made
         raise StashError(f"could not move branch {branch!r}: other writers kept moving it")
 
     def _try_write_commit(
-        self, branch: str, message: str, entries: list[dict[str, Any]], metadata: dict[str, Any]
+        self,
+        branch: str,
+        message: str,
+        entries: list[dict[str, Any]],
+        metadata: dict[str, Any],
+        objects: ObjectWriter | None,
     ) -> str:
         with write_transaction(self.engine) as conn:
+            if objects is not None:
+                objects.write_pending(conn)
             self._check_objects(conn, {e["object_id"] for e in entries if e["object_id"]})
             tip = self.refs.tip(conn, branch)
             if tip is not None:

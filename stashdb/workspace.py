@@ -14,6 +14,7 @@ import json
 import platform
 import socket
 import sys
+import threading
 import types
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
@@ -68,6 +69,8 @@ MAX_NAME = 255
 _PREFETCH_MAX = 1024 * 1024
 _PREFETCH_OBJECTS = 256
 _PREFETCH_BYTES = 64 * 1024 * 1024
+#: Most bytes read ahead of the values being unpickled (one larger object may be).
+_READ_AHEAD_BYTES = 256 * 1024 * 1024
 #: Pickled values are handed to the store in batches of this many, or this many
 #: bytes: one lookup per batch instead of one per value (1000 small values:
 #: 0.17 s -> see docs/performance.md), with bounded memory.
@@ -483,8 +486,14 @@ class Loader:
         self._prefer_namespace = set(prefer_namespace)
         self._values: dict[str, Any] = {}
         self._objects: dict[str, Any] = {}  # object id (/name if alone) -> unpickled value
-        self._batch_of: dict[str, list[str]] = {}  # object id -> the read-ahead batch holding it
+        # Read ahead on a thread (`prefetch`): object id -> size, for those not used yet.
+        self._planned: dict[str, int] = {}
         self._read_ahead: dict[str, tuple[str, list[Any]] | CorruptChunk] = {}
+        self._ready = threading.Condition()
+        self._ahead_bytes = 0
+        self._ahead_error: BaseException | None = None
+        self._in_flight: set[str] = set()
+        self._closed = False
         self._loading: set[str] = set()
 
     def load(self, name: str) -> Any:
@@ -541,35 +550,88 @@ class Loader:
         return obj if entry.slot is None else group_values(obj)[entry.slot]
 
     def prefetch(self, names: Iterable[str]) -> None:
-        """Plan to read the small objects of ``names`` in batches, not one by one.
+        """Read the objects of ``names`` ahead, in that order, on a background thread.
 
-        Restoring 1000 small values is dominated by per-object queries; batches
-        of at most 256 objects and 64 MiB keep memory bounded. Large objects
-        are still read on their own, when needed.
+        Reading (SQLite, zstd and hashing all release the GIL) then overlaps
+        with unpickling the values already read, and with the imports that
+        unpickling triggers. Small objects are read in batches of at most 256
+        objects and 64 MiB: restoring 1000 small values is dominated by
+        per-object queries. At most 256 MiB (or one larger object) is held
+        ahead of the caller. Objects not planned here are read when needed.
         """
-        batch: list[str] = []
-        batch_bytes = 0
+        batches: list[list[str]] = []
+        small: list[str] = []
+        small_bytes = 0
         for name in names:
             entry = self._entries.get(name)
-            if entry is None or entry.object_id is None or entry.size > _PREFETCH_MAX:
+            if entry is None or entry.object_id is None or entry.object_id in self._planned:
                 continue
-            if entry.object_id in self._batch_of:
+            self._planned[entry.object_id] = entry.size
+            if entry.size > _PREFETCH_MAX:
+                batches.append([entry.object_id])
                 continue
-            if len(batch) >= _PREFETCH_OBJECTS or batch_bytes + entry.size > _PREFETCH_BYTES:
-                batch, batch_bytes = [], 0
-            batch.append(entry.object_id)
-            batch_bytes += entry.size
-            self._batch_of[entry.object_id] = batch
+            if len(small) >= _PREFETCH_OBJECTS or small_bytes + entry.size > _PREFETCH_BYTES:
+                small, small_bytes = [], 0
+            if not small:
+                batches.append(small)
+            small.append(entry.object_id)
+            small_bytes += entry.size
+        if batches:
+            thread = threading.Thread(
+                target=self._read_batches, args=(batches,), name="stashdb-read-ahead", daemon=True
+            )
+            thread.start()
+
+    def _read_batches(self, batches: list[list[str]]) -> None:
+        for planned in batches:
+            with self._ready:
+                # Bounded memory: wait while enough is read and not yet used.
+                self._ready.wait_for(functools.partial(self._may_read, planned))
+                if self._closed:
+                    return
+                # Objects the loader took back (it needed them sooner) are not read here.
+                batch = [oid for oid in planned if oid in self._planned]
+                size = sum(self._planned[oid] for oid in batch)
+                self._in_flight = set(batch)
+            try:
+                found = self._chunks.read_many(bytes.fromhex(oid) for oid in batch)
+            except BaseException as exc:  # told to the loader, which raises it
+                with self._ready:
+                    self._ahead_error = exc
+                    self._ready.notify_all()
+                return
+            with self._ready:
+                self._read_ahead.update((oid.hex(), value) for oid, value in found.items())
+                self._ahead_bytes += size
+                self._in_flight = set()
+                self._ready.notify_all()
+
+    def _may_read(self, batch: list[str]) -> bool:
+        size = sum(self._planned.get(oid, 0) for oid in batch)
+        held = self._ahead_bytes
+        return self._closed or not held or held + size <= _READ_AHEAD_BYTES
+
+    def close(self) -> None:
+        """Stop reading ahead (the objects already read are dropped)."""
+        with self._ready:
+            self._closed = True
+            self._read_ahead.clear()
+            self._ready.notify_all()
 
     def _read(self, object_id: str) -> tuple[str, list[Any]] | CorruptChunk:
-        if object_id not in self._read_ahead and object_id in self._batch_of:
-            batch = self._batch_of[object_id]
-            for oid in batch:  # each read ahead once; parts are never shared by two values
-                self._batch_of.pop(oid, None)
-            found = self._chunks.read_many(bytes.fromhex(oid) for oid in batch)
-            self._read_ahead.update((oid.hex(), value) for oid, value in found.items())
-        if object_id in self._read_ahead:
-            return self._read_ahead.pop(object_id)
+        with self._ready:
+            if object_id in self._in_flight:  # being read: wait for it (no deadlock: it runs)
+                self._ready.wait_for(
+                    lambda: object_id not in self._in_flight or self._ahead_error is not None
+                )
+            if self._ahead_error is not None:
+                raise self._ahead_error
+            if object_id in self._read_ahead:
+                self._ahead_bytes -= self._planned.pop(object_id)
+                self._ready.notify_all()
+                return self._read_ahead.pop(object_id)
+            # Not read yet: take it back from the plan and read it now, here.
+            self._planned.pop(object_id, None)
         try:
             return self._chunks.read(bytes.fromhex(object_id))
         except CorruptChunk as exc:
@@ -602,7 +664,9 @@ def version_warnings(commit: Commit) -> list[str]:
         found.append(
             f"snapshot {commit.short_id} was written by Python {commit.python}, this is {ours}"
         )
-    dill = _dill_version()
+    # dill's version matters only for values dill unpickled; when dill is not
+    # loaded in this process there were none (and looking it up costs ~30 ms).
+    dill = _dill_version() if "dill" in sys.modules else commit.dill
     if commit.dill != dill:
         found.append(
             f"snapshot {commit.short_id} was written with dill {commit.dill}, this is {dill}"

@@ -121,7 +121,8 @@ def test_checking_out_a_branch_makes_it_current(repo: stashdb.Repo) -> None:
 
 
 def test_checkout_warns_when_python_or_dill_differ(repo: stashdb.Repo) -> None:
-    commit = repo.commit(namespace={"x": 1})
+    # The lambda is pickled by dill, so restoring it loads dill: its version matters.
+    commit = repo.commit(namespace={"x": 1, "f": lambda: 1})
     from sqlalchemy import update
 
     with repo.store.engine.begin() as conn:  # as if written elsewhere
@@ -134,7 +135,7 @@ def test_checkout_warns_when_python_or_dill_differ(repo: stashdb.Repo) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = repo.checkout(namespace=ns)
-    assert ns == {"x": 1}
+    assert ns["x"] == 1 and ns["f"]() == 1  # type: ignore[operator]
     assert len(report.warnings) == 2 and "Python 3.8.10" in report.warnings[0]
     assert {w.category for w in caught} == {stashdb.VersionMismatchWarning}
 

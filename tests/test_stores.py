@@ -98,7 +98,8 @@ def test_import_stashdb_is_light(tmp_path: Path) -> None:
         """
         import sys
         import stashdb
-        heavy = [m for m in ("sqlalchemy", "dill", "alembic", "numpy", "zstandard") if m in sys.modules]
+        heavy = ("sqlalchemy", "dill", "alembic", "numpy", "zstandard", "IPython")
+        heavy = [m for m in heavy if m in sys.modules]
         print(heavy)
         """,
         tmp_path,

@@ -1,0 +1,584 @@
+"""IPython and Jupyter: the ``%stash`` magic, a snapshot after every cell, and undo.
+
+Load it with ``%load_ext stashdb`` (or ``c.InteractiveShellApp.extensions =
+["stashdb"]`` in a profile). Imported only then: ``import stashdb`` never
+imports IPython.
+
+What makes a snapshot after every cell cheap is knowing what a cell could have
+changed (`CellTracker`): the names its code reads, assigns or deletes, the
+names the functions and classes it uses refer to (a mutation made inside a
+function the cell called), the members of their groups, and any name whose
+binding changed. Everything else keeps its entry from the previous snapshot
+without being pickled again (`Repo.commit_changes`). A cell that runs another
+magic (``%run``, say) could do anything: the next snapshot captures everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import functools
+import os
+import re
+import shlex
+import sys
+import types
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_magic, magics_class
+
+import stashdb
+from stashdb.errors import StashError
+from stashdb.model import CheckoutReport, Commit
+from stashdb.workspace import excluded_by_default, shell_names
+
+__all__ = ["CellTracker", "StashMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+#: Line magics whose code argument is Python we can read (``%time x = f()``).
+_CODE_MAGICS = frozenset({"time", "timeit", "prun"})
+
+
+# -- what a cell could have changed ---------------------------------------------
+
+
+def names_in_code(code: str) -> set[str] | None:
+    """Every name the code mentions, or None when that cannot be known.
+
+    Over-approximates on purpose (names inside function bodies, attribute
+    bases): a name too many costs a pickling, a name too few loses a change.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.update(node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.Call) and _magic_call(node):
+            inner = _magic_code(node)
+            if inner is None:
+                return None  # %run, %load, %store -r …: could do anything
+            if inner:
+                found = names_in_code(inner)
+                if found is None:
+                    return None
+                names |= found
+    return names
+
+
+def _magic_call(node: ast.Call) -> bool:
+    func = node.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr in ("run_line_magic", "run_cell_magic")
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+    )
+
+
+def _magic_code(node: ast.Call) -> str | None:
+    """The code a magic call runs ('' for %stash, which reports its own changes), or None."""
+    args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+    if not args or not isinstance(args[0], str):
+        return None
+    name = args[0]
+    if name == "stash":
+        return ""
+    if name not in _CODE_MAGICS:
+        return None
+    cell = node.func.attr == "run_cell_magic"  # type: ignore[attr-defined]
+    code = args[2] if cell and len(args) > 2 else args[1] if len(args) > 1 else None
+    return code if isinstance(code, str) else None
+
+
+def _code_objects(value: Any, workspace: str) -> list[types.CodeType]:
+    """The code that runs when ``value`` is called (or its methods are)."""
+    if isinstance(value, types.MethodType):
+        value = value.__func__
+    if isinstance(value, functools.partial):
+        value = value.func
+    if isinstance(value, types.FunctionType):
+        return [value.__code__]
+    cls = value if isinstance(value, type) else type(value)
+    if getattr(cls, "__module__", None) not in (workspace, "__main__"):
+        return []  # library code does not name notebook variables
+    codes = []
+    for klass in cls.__mro__:
+        if getattr(klass, "__module__", None) not in (workspace, "__main__"):
+            continue
+        for attr in vars(klass).values():
+            for func in (attr, getattr(attr, "__func__", None), getattr(attr, "fget", None),
+                         getattr(attr, "fset", None)):
+                if isinstance(func, types.FunctionType):
+                    codes.append(func.__code__)
+    return codes
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _closure_values(value: Any) -> list[Any]:
+    func = getattr(value, "__func__", value)
+    cells = getattr(func, "__closure__", None) or ()
+    found = []
+    for cell in cells:
+        try:
+            found.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return found
+
+
+def reachable_names(names: Iterable[str], namespace: Mapping[str, Any]) -> set[str]:
+    """``names`` plus every namespace name their functions and classes refer to.
+
+    A function refers to globals by name (its code's ``co_names``) and to
+    enclosed variables by value (its closure): those are matched to the
+    namespace names bound to the same objects.
+    """
+    workspace = str(namespace.get("__name__", "__main__"))
+    seen = {n for n in names if n in namespace}
+    todo = list(seen)
+    by_id: dict[int, list[str]] | None = None
+    while todo:
+        value = namespace[todo.pop()]
+        refs = {ref for code in _code_objects(value, workspace) for ref in _global_names(code)}
+        enclosed = _closure_values(value)
+        if enclosed:
+            if by_id is None:
+                by_id = {}
+                for name, bound in namespace.items():
+                    by_id.setdefault(id(bound), []).append(name)
+            refs.update(n for v in enclosed for n in by_id.get(id(v), ()))
+        for ref in refs:
+            if ref in namespace and ref not in seen:
+                seen.add(ref)
+                todo.append(ref)
+    return seen
+
+
+class CellTracker:
+    """Which names of a namespace a cell could have changed."""
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self.namespace = namespace
+        self._bindings: dict[str, int] = {}
+
+    def _current(self) -> dict[str, int]:
+        return {n: id(v) for n, v in self.namespace.items() if not n.startswith("_")}
+
+    def before(self) -> None:
+        """Note every name's binding before the cell runs (ids only: cheap)."""
+        self._bindings = self._current()
+
+    def changed(self, code: str) -> set[str] | None:
+        """Names the cell that just ran could have changed; None: it could be any."""
+        after = self._current()
+        rebound = {n for n, i in after.items() if self._bindings.get(n) != i}
+        rebound |= self._bindings.keys() - after.keys()
+        mentioned = names_in_code(code)
+        if mentioned is None:
+            return None
+        return rebound | reachable_names(mentioned | rebound, self.namespace)
+
+
+# -- the extension --------------------------------------------------------------
+
+
+def _branch_for_session(namespace: Mapping[str, Any]) -> str:
+    """A branch named after the notebook (Jupyter tells its path), or the session."""
+    path = os.environ.get("JPY_SESSION_NAME") or namespace.get("__session__")
+    if isinstance(path, str) and path:
+        stem = Path(path).stem
+        name = "nb/" + re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")
+        if name != "nb/":
+            return name
+    return f"ipython/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+class Session:
+    """stashdb's state for one IPython shell: its store, its branch, what changed since."""
+
+    def __init__(self, shell: InteractiveShell, out: Callable[[Any], None]) -> None:
+        self.shell = shell
+        self.namespace = shell.user_ns
+        self.tracker = CellTracker(self.namespace)
+        self.out = out
+        self.auto = False
+        self.branch: str | None = None
+        self._repo: stashdb.Repo | None = None
+        #: The commit the namespace equals, but for the names in ``dirty``.
+        self.base: Commit | None = None
+        self.dirty: set[str] = set()
+        self.everything_dirty = False
+        #: Commit ids the namespace went through in this session, for undo.
+        self.states: list[str] = []
+        self.cell_of: dict[str, str] = {}  # commit id -> "cell [N]" that made it
+        self._reported: dict[str, int] = {}  # unstorable name -> id of the value reported
+
+    @property
+    def repo(self) -> stashdb.Repo:
+        if self._repo is None:
+            self._repo = stashdb.open(create=True)
+        return self._repo
+
+    def use_repo(self, repo: stashdb.Repo) -> None:
+        self._repo = repo
+
+    # -- IPython events ---------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        self.tracker.before()
+
+    def post_run_cell(self, result: Any) -> None:
+        code = result.info.raw_cell if result.info is not None else ""
+        try:
+            code = self.shell.transform_cell(code)
+        except Exception:
+            self.everything_dirty = True
+        changed = self.tracker.changed(code)
+        if changed is None:
+            self.everything_dirty = True
+        else:
+            hidden = shell_names(self.namespace)  # get_ipython, In, Out … are never stored
+            self.dirty |= {n for n in changed if not excluded_by_default(n, hidden)}
+        if not self.auto or not result.success or code.lstrip().startswith(
+            ("get_ipython().run_line_magic('stash'", "%stash")
+        ):
+            return
+        number = result.execution_count
+        first = (result.info.raw_cell or "").strip()
+        message = f"cell [{number}]: {first}" if first else f"cell [{number}]"
+        try:
+            made = self.snapshot(message)
+        except StashError as exc:
+            print(f"stashdb: auto-snapshot failed: {exc}", file=sys.stderr)
+            return
+        if made is not None:
+            self.cell_of[made.id] = f"cell [{number}]"
+
+    # -- snapshots --------------------------------------------------------------
+
+    def snapshot(self, message: str, *, full: bool = False) -> Commit | None:
+        """Commit what changed since the last snapshot; None if nothing did."""
+        branch = self.branch
+        if self.base is None or self.everything_dirty or full:
+            made: Commit | None = self.repo.commit(message, namespace=self.namespace, branch=branch)
+        else:
+            made = self.repo.commit_changes(
+                self.base, self.dirty, message, namespace=self.namespace, branch=branch
+            )
+        self.dirty.clear()
+        self.everything_dirty = False
+        if made is not None:
+            self.base = made
+            self.states.append(made.id)
+            self._report_unstorable(made)
+        return made
+
+    def _report_unstorable(self, made: Commit) -> None:
+        for skipped in made.skipped:
+            value_id = id(self.namespace.get(skipped.name))
+            if self._reported.get(skipped.name) != value_id:
+                self._reported[skipped.name] = value_id
+                print(
+                    f"stashdb: not stored: {skipped.name} ({skipped.type_name}): {skipped.reason}",
+                    file=sys.stderr,
+                )
+
+    def unchanged_since_base(self) -> set[str]:
+        """Names whose value is still the base snapshot's."""
+        if self.base is None or self.everything_dirty:
+            return set()
+        return {
+            e.name for e in self.base.entries
+            if e.kind == "value" and e.name not in self.dirty and e.name in self.namespace
+        }
+
+    def keep_for(self, target: Commit) -> set[str]:
+        """Names whose current value already is ``target``'s: checkout leaves them in memory."""
+        unchanged = self.unchanged_since_base()
+        assert self.base is not None or not unchanged
+        ours = {e.name: (e.object_id, e.slot) for e in self.base.entries} if self.base else {}
+        return {
+            e.name for e in target.entries
+            if e.name in unchanged and ours.get(e.name) == (e.object_id, e.slot)
+        }
+
+    def checkout(
+        self, rev: str, only: list[str] | None = None, merge: bool = False
+    ) -> CheckoutReport:
+        target = self.repo.show(rev)
+        report = self.repo.checkout(
+            target.id, namespace=self.namespace, only=only, merge=merge,
+            keep=self.keep_for(target),
+        )
+        touched = set(report.restored) | set(report.removed)
+        if only is None and not merge:
+            self.base = target
+            self.dirty = {f.name for f in report.failed} | {s.name for s in report.skipped}
+            self.everything_dirty = False
+            self.states.append(target.id)
+        else:
+            self.dirty |= touched
+        self.tracker.before()  # the magic's own changes are accounted for
+        if self.auto and (only is not None or merge):
+            self.snapshot(f"checkout {rev}" + (f" --only {','.join(only)}" if only else ""))
+        return report
+
+    def undo(self) -> tuple[str, CheckoutReport]:
+        """Restore the state before the last cell that changed something."""
+        if not self.auto and not self.states:
+            raise UsageError("undo needs snapshots of this session: run %stash auto on first")
+        if self.dirty or self.everything_dirty:
+            if self.base is None:
+                raise UsageError("nothing to undo to: no snapshot of this session yet")
+            target = self.base.id  # a cell ran since the last snapshot (it failed, say)
+            what = "the changes since the last snapshot"
+        else:
+            if len(self.states) < 2:
+                raise UsageError("nothing to undo: this is the first snapshot of this session")
+            undone = self.states.pop()
+            target = self.states[-1]
+            what = self.cell_of.get(undone, f"snapshot {undone[:8]}")
+        report = self.checkout(target)
+        self.states.pop()  # checkout pushed the target, which is already the last state
+        return what, report
+
+
+# -- the magic ------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit the kernel
+        raise UsageError(f"%stash: {message}\n{self.format_usage().strip()}")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="%stash", add_help=False)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    p = sub.add_parser("commit")
+    p.add_argument("-m", "--message", default="")
+    p = sub.add_parser("log")
+    p.add_argument("-n", type=int, default=None)
+    p = sub.add_parser("show")
+    p.add_argument("rev", nargs="?", default="HEAD")
+    p = sub.add_parser("diff")
+    p.add_argument("a")
+    p.add_argument("b", nargs="?", default="HEAD")
+    p = sub.add_parser("history")
+    p.add_argument("name")
+    p = sub.add_parser("tag")
+    p.add_argument("name")
+    p.add_argument("rev", nargs="?", default="HEAD")
+    p = sub.add_parser("checkout")
+    p.add_argument("rev")
+    p.add_argument("--only", default=None)
+    p.add_argument("--merge", action="store_true")
+    sub.add_parser("undo")
+    p = sub.add_parser("auto")
+    p.add_argument("state", choices=["on", "off"])
+    p.add_argument("--branch", default=None)
+    sub.add_parser("status")
+    return parser
+
+
+USAGE = """\
+%stash commit [-m MSG]          snapshot the namespace now
+%stash log [-n N]               snapshots of this session's branch, newest first
+%stash show [REV]               one snapshot: every name, type, size, preview
+%stash diff A [B]               names added, removed and changed from A to B
+%stash history NAME             the versions of one variable
+%stash tag NAME [REV]           name a snapshot for good
+%stash checkout REV [--only a,b] [--merge]
+                                restore a snapshot (or only some names)
+%stash undo                     back to the state before the last cell
+%stash auto on|off [--branch B] a snapshot after every successful cell
+%stash status                   store, branch, what changed since the last snapshot
+REV: a commit id, tag, branch, HEAD, HEAD~N (HEAD is this session's branch when auto is on)"""
+
+
+@magics_class
+class StashMagics(Magics):
+    """The ``%stash`` line magic."""
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        self.session = Session(shell, self._print)
+
+    @staticmethod
+    def _print(renderable: Any) -> None:
+        from rich.console import Console
+
+        # A Console per call: rich renders HTML in Jupyter and ANSI in a terminal.
+        Console(highlight=False).print(renderable)
+
+    @line_magic
+    def stash(self, line: str) -> None:
+        """Version the namespace with stashdb: %stash commit|log|show|diff|history|tag|
+        checkout|undo|auto|status. Run %stash with no arguments for usage."""
+        words = shlex.split(line)
+        if not words or words[0] in ("-h", "--help", "help"):
+            print(USAGE)
+            return
+        args = _parser().parse_args(words)
+        try:
+            getattr(self, f"_{args.command}")(args)
+        except StashError as exc:
+            raise UsageError(f"stashdb: {exc}") from None
+
+    # -- subcommands ------------------------------------------------------------
+
+    def _rev(self, rev: str) -> str:
+        """HEAD means this session's branch once it has snapshots."""
+        s = self.session
+        if s.branch is not None and s.states and (rev == "HEAD" or rev[:5] in ("HEAD~", "HEAD^")):
+            return s.branch + rev[4:]
+        return rev
+
+    def _commit(self, args: argparse.Namespace) -> None:
+        made = self.session.snapshot(args.message, full=True)
+        assert made is not None
+        print(f"[{made.branch} {made.short_id}] {made.message}: stored {len(made.stored)}, "
+              f"reused {len(made.reused)}, skipped {len(made.skipped)}")
+
+    def _log(self, args: argparse.Namespace) -> None:
+        from stashdb import render
+
+        repo, s = self.session.repo, self.session
+        branch = s.branch if s.states else None
+        commits = repo.log(branch=branch, limit=args.n)
+        if not commits:
+            print("no snapshots yet")
+            return
+        tips: dict[str, list[str]] = {}
+        for ref in repo.branches():
+            tips.setdefault(ref.commit_id, []).append(ref.name)
+        self._print(render.log_table(commits, repo.store.change_counts(commits), tips))
+
+    def _show(self, args: argparse.Namespace) -> None:
+        from stashdb import render
+
+        made = self.session.repo.show(self._rev(args.rev))
+        print(f"commit {made.id} ({made.branch})  {made.time.astimezone():%Y-%m-%d %H:%M:%S}")
+        print(f"    {made.message or '(no message)'}")
+        self._print(render.entries_table(made.entries))
+
+    def _diff(self, args: argparse.Namespace) -> None:
+        from stashdb import render
+
+        found = self.session.repo.diff(self._rev(args.a), self._rev(args.b))
+        if not found.changes:
+            print("no differences")
+            return
+        self._print(render.diff_table(found))
+
+    def _history(self, args: argparse.Namespace) -> None:
+        from stashdb import render
+
+        s = self.session
+        versions = s.repo.history(args.name, branch=s.branch if s.states else None)
+        self._print(render.history_table(versions))
+
+    def _tag(self, args: argparse.Namespace) -> None:
+        ref = self.session.repo.tag(args.name, self._rev(args.rev))
+        print(f"tagged {ref.commit_id[:8]} as {ref.name}")
+
+    def _checkout(self, args: argparse.Namespace) -> None:
+        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        report = self.session.checkout(self._rev(args.rev), only, args.merge)
+        self._report(f"checked out {report.commit.short_id}", report)
+
+    def _undo(self, args: argparse.Namespace) -> None:
+        what, report = self.session.undo()
+        self._report(f"undid {what}: back to {report.commit.short_id}", report)
+
+    def _report(self, title: str, report: CheckoutReport) -> None:
+        parts = [f"restored {len(report.restored)}{_listing(report.restored)}"]
+        if report.kept:
+            parts.append(f"kept {len(report.kept)} unchanged in memory")
+        if report.removed:
+            parts.append(f"removed {len(report.removed)}{_listing(report.removed)}")
+        print(f"{title}: " + "; ".join(parts))
+        for skipped in report.skipped:
+            print(f"  skipped at commit, left as is: {skipped.name} ({skipped.type_name}): "
+                  f"{skipped.reason}")
+        for failed in report.failed:
+            print(f"  not restored, left as is: {failed.name}: {failed.reason}")
+        for warning in report.warnings:
+            print(f"  warning: {warning}")
+
+    def _auto(self, args: argparse.Namespace) -> None:
+        s = self.session
+        if args.state == "off":
+            s.auto = False
+            print("auto-snapshot off")
+            return
+        s.branch = args.branch or s.branch or _branch_for_session(s.namespace)
+        s.auto = True
+        made = s.snapshot("auto-snapshot on", full=True)
+        where = f"{made.short_id} " if made is not None else ""
+        print(f"auto-snapshot on: a snapshot after every cell, on branch {s.branch} "
+              f"({where}in {s.repo.location})")
+
+    def _status(self, args: argparse.Namespace) -> None:
+        s = self.session
+        print(f"store   {s.repo.location}")
+        print(f"auto    {'on' if s.auto else 'off'}" + (f", branch {s.branch}" if s.branch else ""))
+        if s.base is not None:
+            print(f"last    {s.base.short_id} {s.base.message}")
+        hidden = shell_names(s.namespace)
+        if s.everything_dirty:
+            print("changed since: anything (a cell ran another magic)")
+        else:
+            changed = sorted(
+                n for n in s.dirty
+                if n in s.namespace and not excluded_by_default(n, hidden)
+            )
+            print(f"changed since: {', '.join(changed) if changed else 'nothing'}")
+        if s._reported:
+            print(f"not storable: {', '.join(sorted(s._reported))}")
+
+
+def _listing(names: list[str], most: int = 8) -> str:
+    if not names:
+        return ""
+    more = ", …" if len(names) > most else ""
+    return f" ({', '.join(names[:most])}{more})"
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%load_ext stashdb``: register ``%stash`` and the cell hooks."""
+    magics = StashMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.session.pre_run_cell)
+    ipython.events.register("post_run_cell", magics.session.post_run_cell)
+    _loaded[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    magics = _loaded.pop(id(ipython), None)
+    if magics is not None:
+        ipython.events.unregister("pre_run_cell", magics.session.pre_run_cell)
+        ipython.events.unregister("post_run_cell", magics.session.post_run_cell)
+
+
+_loaded: dict[int, StashMagics] = {}
