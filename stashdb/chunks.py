@@ -205,6 +205,12 @@ class ObjectWriter:
         insert_if_absent(conn, schema.objects, pending.objects)
         insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
 
+    def detach(self) -> None:
+        """Copy pending chunk bytes that are still views of live buffers."""
+        for row in self._pending.chunks.values():
+            if isinstance(row["data"], memoryview):
+                row["data"] = bytes(row["data"])
+
     def forget_pending(self) -> None:
         """The pending rows are in the store: drop them (after `write_pending` committed)."""
         self._pending = _Pending()

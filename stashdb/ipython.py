@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections
 import datetime
 import functools
 import os
 import re
 import shlex
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -34,7 +36,8 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 import stashdb
 from stashdb.errors import StashError
-from stashdb.model import CheckoutReport, Commit
+from stashdb.model import CheckoutReport, Commit, Skipped
+from stashdb.repo import PreparedCommit
 from stashdb.workspace import excluded_by_default, shell_names
 
 __all__ = ["CellTracker", "StashMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -214,6 +217,66 @@ def _branch_for_session(namespace: Mapping[str, Any]) -> str:
     return f"ipython/{datetime.datetime.now():%Y%m%d-%H%M%S}"
 
 
+class _Writer:
+    """Writes prepared snapshots in order, on a thread, so a cell does not wait for the disk.
+
+    The thread is not a daemon and ends when there is nothing left to write:
+    the interpreter waits for the last snapshot before it exits.
+    """
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, pending: _Pending) -> None:
+        with self._lock:
+            self._queue.append(pending)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="stashdb-snapshots")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._thread = None
+                    return
+                pending = self._queue.popleft()
+            try:
+                pending.prepared.write()
+            except BaseException as exc:  # reported by the session, on the main thread
+                pending.error = exc
+            pending.done.set()
+
+    def wait(self) -> None:
+        """Block until every submitted snapshot is written."""
+        while True:
+            with self._lock:
+                thread = self._thread
+            if thread is None:
+                return
+            thread.join()
+
+
+class _Pending:
+    """A snapshot handed to the writer."""
+
+    def __init__(self, prepared: PreparedCommit, label: str) -> None:
+        self.prepared = prepared
+        self.label = label  # "cell [N]", for undo's message
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def commit(self) -> Commit:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.prepared.written is not None
+        return self.prepared.written
+
+
 class Session:
     """stashdb's state for one IPython shell: its store, its branch, what changed since."""
 
@@ -225,13 +288,14 @@ class Session:
         self.auto = False
         self.branch: str | None = None
         self._repo: stashdb.Repo | None = None
-        #: The commit the namespace equals, but for the names in ``dirty``.
-        self.base: Commit | None = None
+        #: The snapshot the namespace equals, but for the names in ``dirty``:
+        #: a commit, or a prepared one still being written.
+        self.base: Commit | PreparedCommit | None = None
         self.dirty: set[str] = set()
         self.everything_dirty = False
-        #: Commit ids the namespace went through in this session, for undo.
-        self.states: list[str] = []
-        self.cell_of: dict[str, str] = {}  # commit id -> "cell [N]" that made it
+        #: Snapshots the namespace went through in this session, for undo.
+        self.states: list[_Pending | Commit] = []
+        self._writer = _Writer()
         self._reported: dict[str, int] = {}  # unstorable name -> id of the value reported
 
     @property
@@ -239,9 +303,6 @@ class Session:
         if self._repo is None:
             self._repo = stashdb.open(create=True)
         return self._repo
-
-    def use_repo(self, repo: stashdb.Repo) -> None:
-        self._repo = repo
 
     # -- IPython events ---------------------------------------------------------
 
@@ -261,46 +322,76 @@ class Session:
             hidden = shell_names(self.namespace)  # get_ipython, In, Out … are never stored
             self.dirty |= {n for n in changed if not excluded_by_default(n, hidden)}
         if not self.auto or not result.success or code.lstrip().startswith(
-            ("get_ipython().run_line_magic('stash'", "%stash")
+            "get_ipython().run_line_magic('stash'"
         ):
             return
         number = result.execution_count
         first = (result.info.raw_cell or "").strip()
         message = f"cell [{number}]: {first}" if first else f"cell [{number}]"
         try:
-            made = self.snapshot(message)
+            self.submit(message, label=f"cell [{number}]")
         except StashError as exc:
             print(f"stashdb: auto-snapshot failed: {exc}", file=sys.stderr)
-            return
-        if made is not None:
-            self.cell_of[made.id] = f"cell [{number}]"
 
     # -- snapshots --------------------------------------------------------------
 
     def snapshot(self, message: str, *, full: bool = False) -> Commit | None:
-        """Commit what changed since the last snapshot; None if nothing did."""
-        branch = self.branch
-        if self.base is None or self.everything_dirty or full:
-            made: Commit | None = self.repo.commit(message, namespace=self.namespace, branch=branch)
-        else:
-            made = self.repo.commit_changes(
-                self.base, self.dirty, message, namespace=self.namespace, branch=branch
-            )
-        self.dirty.clear()
-        self.everything_dirty = False
-        if made is not None:
-            self.base = made
-            self.states.append(made.id)
-            self._report_unstorable(made)
-        return made
+        """Snapshot what changed since the last snapshot, and wait for it; None if nothing did."""
+        pending = self.submit(message, full=full)
+        self.flush()
+        return pending.commit if pending is not None else None
 
-    def _report_unstorable(self, made: Commit) -> None:
-        for skipped in made.skipped:
-            value_id = id(self.namespace.get(skipped.name))
-            if self._reported.get(skipped.name) != value_id:
-                self._reported[skipped.name] = value_id
+    def submit(self, message: str, *, full: bool = False, label: str = "") -> _Pending | None:
+        """Snapshot what changed since the last snapshot; None if nothing did.
+
+        Values are pickled and hashed now; the commit is written on the
+        writer thread: the cell does not wait for the disk.
+        """
+        self._collect_failures()
+        base = None if full or self.everything_dirty else self.base
+        changed = self.dirty
+        prepared = self.repo.prepare_changes(
+            base, changed, message, namespace=self.namespace, branch=self.branch
+        )
+        self.dirty = set()
+        self.everything_dirty = False
+        if prepared is None:
+            return None
+        prepared.detach()  # the next cell may change what it still points at
+        pending = _Pending(prepared, label or message)
+        self._writer.submit(pending)
+        self.base = prepared
+        self.states.append(pending)
+        self._report_unstorable(prepared.skipped)
+        return pending
+
+    def flush(self) -> None:
+        """Wait for the snapshots being written; report any that failed."""
+        self._writer.wait()
+        self._collect_failures()
+
+    def _collect_failures(self) -> None:
+        failed = [s for s in self.states if isinstance(s, _Pending) and s.done.is_set() and s.error]
+        if not failed:
+            return
+        for pending in failed:
+            print(f"stashdb: a snapshot was not written: {pending.error}", file=sys.stderr)
+        self.states = [s for s in self.states if s not in failed]
+        # What it held must be captured again: the next snapshot takes everything.
+        self.everything_dirty = True
+        self.base = None
+
+    @staticmethod
+    def commit_of(state: _Pending | Commit) -> Commit:
+        return state.commit if isinstance(state, _Pending) else state
+
+    def _report_unstorable(self, skipped: Iterable[Skipped]) -> None:
+        for item in skipped:
+            value_id = id(self.namespace.get(item.name))
+            if self._reported.get(item.name) != value_id:
+                self._reported[item.name] = value_id
                 print(
-                    f"stashdb: not stored: {skipped.name} ({skipped.type_name}): {skipped.reason}",
+                    f"stashdb: not stored: {item.name} ({item.type_name}): {item.reason}",
                     file=sys.stderr,
                 )
 
@@ -316,8 +407,9 @@ class Session:
     def keep_for(self, target: Commit) -> set[str]:
         """Names whose current value already is ``target``'s: checkout leaves them in memory."""
         unchanged = self.unchanged_since_base()
-        assert self.base is not None or not unchanged
-        ours = {e.name: (e.object_id, e.slot) for e in self.base.entries} if self.base else {}
+        if self.base is None or not unchanged:
+            return set()
+        ours = {e.name: (e.object_id, e.slot) for e in self.base.entries}
         return {
             e.name for e in target.entries
             if e.name in unchanged and ours.get(e.name) == (e.object_id, e.slot)
@@ -326,17 +418,23 @@ class Session:
     def checkout(
         self, rev: str, only: list[str] | None = None, merge: bool = False
     ) -> CheckoutReport:
+        self.flush()
         target = self.repo.show(rev)
+        keep = self.keep_for(target)
+        released = self._release_for(target, only, keep)
         report = self.repo.checkout(
-            target.id, namespace=self.namespace, only=only, merge=merge,
-            keep=self.keep_for(target),
+            target.id, namespace=self.namespace, only=only, merge=merge, keep=keep,
         )
+        lost = [n for n in released if n not in self.namespace]
+        if lost and self.base is not None:  # could not restore them: bring back the old values
+            self.repo.checkout(self.commit_of(self.states[-1]).id, namespace=self.namespace,
+                               only=lost)
         touched = set(report.restored) | set(report.removed)
         if only is None and not merge:
             self.base = target
             self.dirty = {f.name for f in report.failed} | {s.name for s in report.skipped}
             self.everything_dirty = False
-            self.states.append(target.id)
+            self.states.append(target)
         else:
             self.dirty |= touched
         self.tracker.before()  # the magic's own changes are accounted for
@@ -344,23 +442,43 @@ class Session:
             self.snapshot(f"checkout {rev}" + (f" --only {','.join(only)}" if only else ""))
         return report
 
+    def _release_for(self, target: Commit, only: list[str] | None, keep: set[str]) -> list[str]:
+        """Drop the old values that checkout replaces and the last snapshot holds.
+
+        Otherwise a checkout holds two copies of every replaced value at its
+        peak. Safe: the last snapshot has the old value, and a name that then
+        fails to restore gets it back from there.
+        """
+        if self.base is None or self.everything_dirty or not self.states:
+            return []
+        safe = self.unchanged_since_base() - keep
+        wanted = set(only) if only is not None else {e.name for e in target.entries}
+        replaced = [
+            e.name for e in target.entries
+            if e.name in wanted and e.name in safe and e.kind == "value"
+        ]
+        for name in replaced:
+            del self.namespace[name]
+        return replaced
+
     def undo(self) -> tuple[str, CheckoutReport]:
         """Restore the state before the last cell that changed something."""
         if not self.auto and not self.states:
             raise UsageError("undo needs snapshots of this session: run %stash auto on first")
+        self.flush()
         if self.dirty or self.everything_dirty:
-            if self.base is None:
+            if self.base is None or not self.states:
                 raise UsageError("nothing to undo to: no snapshot of this session yet")
-            target = self.base.id  # a cell ran since the last snapshot (it failed, say)
+            target = self.commit_of(self.states[-1])  # a cell ran since (it failed, say)
             what = "the changes since the last snapshot"
         else:
             if len(self.states) < 2:
                 raise UsageError("nothing to undo: this is the first snapshot of this session")
             undone = self.states.pop()
-            target = self.states[-1]
-            what = self.cell_of.get(undone, f"snapshot {undone[:8]}")
-        report = self.checkout(target)
-        self.states.pop()  # checkout pushed the target, which is already the last state
+            target = self.commit_of(self.states[-1])
+            what = undone.label if isinstance(undone, _Pending) else f"checkout {undone.short_id}"
+        report = self.checkout(target.id)
+        self.states.pop()  # checkout added the target, which already is the last state
         return what, report
 
 
@@ -441,6 +559,7 @@ class StashMagics(Magics):
             return
         args = _parser().parse_args(words)
         try:
+            self.session.flush()  # what the subcommand reads includes the last cell's snapshot
             getattr(self, f"_{args.command}")(args)
         except StashError as exc:
             raise UsageError(f"stashdb: {exc}") from None
@@ -543,8 +662,10 @@ class StashMagics(Magics):
         s = self.session
         print(f"store   {s.repo.location}")
         print(f"auto    {'on' if s.auto else 'off'}" + (f", branch {s.branch}" if s.branch else ""))
-        if s.base is not None:
-            print(f"last    {s.base.short_id} {s.base.message}")
+        s.flush()
+        if s.states:
+            last = s.commit_of(s.states[-1])
+            print(f"last    {last.short_id} {last.message}")
         hidden = shell_names(s.namespace)
         if s.everything_dirty:
             print("changed since: anything (a cell ran another magic)")

@@ -17,11 +17,23 @@ import sys
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from functools import cached_property
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from stashdb.db.sqlite_reader import SQLiteReader
 from stashdb.errors import NameNotInSnapshot, RestoreError, StashError
-from stashdb.model import CheckoutReport, Commit, Diff, Entry, Failure, Ref, Rev, Skipped, Version
+from stashdb.model import (
+    CheckoutReport,
+    Commit,
+    Diff,
+    Entry,
+    Failure,
+    Ref,
+    Rev,
+    Skipped,
+    Version,
+    entries_from_rows,
+)
 from stashdb.workspace import (
     Loader,
     Progress,
@@ -38,10 +50,11 @@ from stashdb.workspace import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from stashdb.chunks import ObjectWriter
     from stashdb.maintenance import GcReport, PruneReport, VerifyReport
     from stashdb.store import Store
 
-__all__ = ["Repo", "Snapshot"]
+__all__ = ["PreparedCommit", "Repo", "Snapshot"]
 
 #: Objects younger than this survive gc: they may belong to a commit in flight
 #: (the same value as `stashdb.maintenance.GRACE_SECONDS`, which a test checks).
@@ -163,9 +176,7 @@ class Repo:
         for _ in range(_COMMIT_ATTEMPTS):
             try:
                 with _file_size_limit_as_error():
-                    made = self._commit_once(ns, names, message, branch, progress)
-                    assert made is not None  # without a base there is always a commit
-                    return made
+                    return self._commit_once(ns, names, message, branch, progress)
             except ObjectsCollected:
                 continue  # gc ran between our writes and our commit: store them again
         raise StashError(
@@ -193,8 +204,39 @@ class Repo:
         Returns:
             The commit, or None when its manifest would equal ``base``'s.
         """
+        from stashdb.store import ObjectsCollected
+
+        for _ in range(_COMMIT_ATTEMPTS):
+            try:
+                with _file_size_limit_as_error():
+                    prepared = self.prepare_changes(
+                        base, changed, message, namespace=namespace, branch=branch,
+                        progress=progress,
+                    )
+                    return prepared.write() if prepared is not None else None
+            except ObjectsCollected:
+                continue
+        raise StashError(
+            f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
+        )
+
+    def prepare_changes(
+        self,
+        base: Commit | PreparedCommit | None,
+        changed: Collection[str],
+        message: str = "",
+        *,
+        namespace: Mapping[str, Any],
+        branch: str | None = None,
+        progress: Progress | None = None,
+    ) -> PreparedCommit | None:
+        """`commit_changes` up to the last write: pickled, hashed, large chunks stored.
+
+        ``PreparedCommit.write`` (on any thread) commits it. With ``base`` None
+        every name is captured. Returns None when nothing changed.
+        """
         names = select_names(namespace, None, None)
-        before = {e.name: e for e in base.entries}
+        before = {e.name: e for e in base.entries} if base is not None else {}
         todo = {n for n in names if n in changed or n not in before}
         present = set(names)
         grow = list(todo)
@@ -205,19 +247,9 @@ class Repo:
                     todo.add(member)
                     grow.append(member)
         carry = [before[n] for n in names if n not in todo]
-        from stashdb.store import ObjectsCollected
-
-        for _ in range(_COMMIT_ATTEMPTS):
-            try:
-                with _file_size_limit_as_error():
-                    return self._commit_once(
-                        namespace, [n for n in names if n in todo], message, branch, progress,
-                        carry=carry, workspace_names=names, base=base,
-                    )
-            except ObjectsCollected:
-                continue
-        raise StashError(
-            f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
+        return self._prepare(
+            namespace, [n for n in names if n in todo], message, branch, progress,
+            carry=carry, workspace_names=names, base=base,
         )
 
     def _commit_once(
@@ -227,18 +259,30 @@ class Repo:
         message: str,
         branch: str | None,
         progress: Progress | None,
+    ) -> Commit:
+        prepared = self._prepare(ns, names, message, branch, progress)
+        assert prepared is not None  # without a base there is always a commit
+        return prepared.write()
+
+    def _prepare(
+        self,
+        ns: Mapping[str, Any],
+        names: list[str],
+        message: str,
+        branch: str | None,
+        progress: Progress | None,
         *,
         carry: Sequence[Entry] = (),
         workspace_names: list[str] | None = None,
-        base: Commit | None = None,
-    ) -> Commit | None:
+        base: Commit | PreparedCommit | None = None,
+    ) -> PreparedCommit | None:
         writer = self.store.chunks.writer(compress=self.compress)
         captured = capture(
             ns, names, writer, self.store.value_hashes, progress, workspace_names=workspace_names
         )
         entries = captured.entries + [carried_row(e) for e in carry]
         entries.sort(key=lambda e: e["name"])
-        if base is not None and _same_manifest(entries, base):
+        if base is not None and _same_manifest(entries, base.entries):
             return None
         packages = {**(base.packages if base is not None else {}), **captured.packages}
         metadata = environment(str(ns.get("__name__", "__main__")))
@@ -250,14 +294,9 @@ class Repo:
             chunks_written=captured.chunks_written,
             bytes_written=captured.bytes_written,
         )
-        commit_id = self.store.write_commit(
-            branch=branch or self.store.head(),
-            message=message,
-            entries=entries,
-            metadata=metadata,
-            objects=writer,  # its last objects go in the commit's own transaction
+        return PreparedCommit(
+            self, branch or self.store.head(), message, entries, metadata, writer, packages, base
         )
-        return self._reads.get_commit(commit_id)
 
     def tag(self, name: str, rev: Rev = "HEAD", *, message: str | None = None) -> Ref:
         """Name a commit for good. Raises `RefExists` if the name is taken."""
@@ -486,8 +525,59 @@ def _file_size_limit_as_error() -> Iterator[None]:
         signal.signal(xfsz, previous)
 
 
-def _same_manifest(entries: list[dict[str, Any]], base: Commit) -> bool:
-    """Whether entry rows name exactly the values (and skips) of ``base``'s manifest."""
+class PreparedCommit:
+    """A commit whose values are pickled and hashed (and large chunks stored), not yet written.
+
+    ``entries`` is its manifest already, so the next snapshot can be prepared
+    against it before this one is written.
+    """
+
+    def __init__(
+        self,
+        repo: Repo,
+        branch: str,
+        message: str,
+        rows: list[dict[str, Any]],
+        metadata: dict[str, Any],
+        writer: ObjectWriter,
+        packages: dict[str, str],
+        base: Commit | PreparedCommit | None,
+    ) -> None:
+        self.repo, self.branch, self.message = repo, branch, message
+        self._rows, self._metadata, self._writer = rows, metadata, writer
+        self.packages = packages
+        self.base = base
+        self.entries = tuple(entries_from_rows([SimpleNamespace(**r) for r in rows]))
+        self.skipped = [
+            Skipped(e.name, e.type_name, e.reason or "") for e in self.entries if e.skipped
+        ]
+        self.written: Commit | None = None
+
+    def detach(self) -> None:
+        """Copy the bytes still pending, so the values may change before `write` runs."""
+        self._writer.detach()
+
+    def write(self) -> Commit:
+        """Write the commit (its last objects in the same transaction) and move its branch.
+
+        Raises:
+            ObjectsCollected: gc took objects it needs; prepare it again.
+        """
+        base = self.base.written if isinstance(self.base, PreparedCommit) else self.base
+        commit_id = self.repo.store.write_commit(
+            branch=self.branch,
+            message=self.message,
+            entries=self._rows,
+            metadata=self._metadata,
+            objects=self._writer,  # its last objects go in the commit's own transaction
+            base=base,
+        )
+        self.written = self.repo._reads.get_commit(commit_id)
+        return self.written
+
+
+def _same_manifest(entries: list[dict[str, Any]], base: Iterable[Entry]) -> bool:
+    """Whether entry rows name exactly the values (and skips) of a manifest."""
 
     def key(kind: str, object_id: str | None, slot: int | None, module: str | None) -> tuple:
         return (kind, object_id, slot, module)
@@ -496,7 +586,7 @@ def _same_manifest(entries: list[dict[str, Any]], base: Commit) -> bool:
                        e["module"])
         for e in entries
     }
-    theirs = {e.name: key(e.kind, e.object_id, e.slot, e.module) for e in base.entries}
+    theirs = {e.name: key(e.kind, e.object_id, e.slot, e.module) for e in base}
     return ours == theirs
 
 

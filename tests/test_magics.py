@@ -66,7 +66,7 @@ def test_a_failed_cell_is_not_committed_but_its_changes_are_caught_next(tmp_path
     assert messages(tmp_path, "nb")[0] == "cell [5]: y = 1"
     assert stashdb.open(tmp_path).at("nb")["x"] == 5
     # undo right after a failed cell restores the last snapshot: x = 1
-    out = shell_session(tmp_path, cells[:4] + ["%stash undo"], "ns['x']")
+    out = shell_session(tmp_path, [*cells[:4], "%stash undo"], "ns['x']")
     assert out == 1
 
 
