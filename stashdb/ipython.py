@@ -26,7 +26,7 @@ import shlex
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ class CellTracker:
 # -- the extension --------------------------------------------------------------
 
 
-def _branch_for_session(namespace: Mapping[str, Any]) -> str:
+def branch_for_session(namespace: Mapping[str, Any]) -> str:
     """A branch named after the notebook (Jupyter tells its path), or the session."""
     path = os.environ.get("JPY_SESSION_NAME") or namespace.get("__session__")
     if isinstance(path, str) and path:
@@ -280,11 +280,10 @@ class _Pending:
 class Session:
     """stashdb's state for one IPython shell: its store, its branch, what changed since."""
 
-    def __init__(self, shell: InteractiveShell, out: Callable[[Any], None]) -> None:
+    def __init__(self, shell: InteractiveShell) -> None:
         self.shell = shell
         self.namespace = shell.user_ns
         self.tracker = CellTracker(self.namespace)
-        self.out = out
         self.auto = False
         self.branch: str | None = None
         self._repo: stashdb.Repo | None = None
@@ -401,7 +400,7 @@ class Session:
             return set()
         return {
             e.name for e in self.base.entries
-            if e.kind == "value" and e.name not in self.dirty and e.name in self.namespace
+            if e.kind != "skipped" and e.name not in self.dirty and e.name in self.namespace
         }
 
     def keep_for(self, target: Commit) -> set[str]:
@@ -409,10 +408,10 @@ class Session:
         unchanged = self.unchanged_since_base()
         if self.base is None or not unchanged:
             return set()
-        ours = {e.name: (e.object_id, e.slot) for e in self.base.entries}
+        ours = {e.name: (e.object_id, e.slot, e.module) for e in self.base.entries}
         return {
             e.name for e in target.entries
-            if e.name in unchanged and ours.get(e.name) == (e.object_id, e.slot)
+            if e.name in unchanged and ours.get(e.name) == (e.object_id, e.slot, e.module)
         }
 
     def checkout(
@@ -540,7 +539,7 @@ class StashMagics(Magics):
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
-        self.session = Session(shell, self._print)
+        self.session = Session(shell)
 
     @staticmethod
     def _print(renderable: Any) -> None:
@@ -651,7 +650,7 @@ class StashMagics(Magics):
             s.auto = False
             print("auto-snapshot off")
             return
-        s.branch = args.branch or s.branch or _branch_for_session(s.namespace)
+        s.branch = args.branch or s.branch or branch_for_session(s.namespace)
         s.auto = True
         made = s.snapshot("auto-snapshot on", full=True)
         where = f"{made.short_id} " if made is not None else ""
@@ -698,6 +697,7 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     magics = _loaded.pop(id(ipython), None)
     if magics is not None:
+        magics.session.flush()
         ipython.events.unregister("pre_run_cell", magics.session.pre_run_cell)
         ipython.events.unregister("post_run_cell", magics.session.post_run_cell)
 

@@ -231,6 +231,21 @@ def test_names_in_code_sees_reads_writes_deletes_and_magic_code() -> None:
     assert reachable_names({"count"}, ns) == {"count", "counts"}
 
 
+def test_the_branch_is_named_after_the_notebook_or_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stashdb.ipython import branch_for_session
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert branch_for_session({"__session__": "/home/me/My Analysis (v2).ipynb"}) == (
+        "nb/My-Analysis-v2"
+    )
+    monkeypatch.setenv("JPY_SESSION_NAME", "/work/clean.ipynb")
+    assert branch_for_session({}) == "nb/clean"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    assert branch_for_session({}).startswith("ipython/")
+
+
 def test_a_real_jupyter_kernel_runs_a_notebook_with_auto_snapshot(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
