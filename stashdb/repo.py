@@ -15,7 +15,15 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from functools import cached_property
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -171,17 +179,9 @@ class Repo:
         ns = namespace if namespace is not None else sys._getframe(1).f_globals
         message = "" if message is None else str(message)
         names = select_names(ns, only, exclude)
-        from stashdb.store import ObjectsCollected
-
-        for _ in range(_COMMIT_ATTEMPTS):
-            try:
-                with _file_size_limit_as_error():
-                    return self._commit_once(ns, names, message, branch, progress)
-            except ObjectsCollected:
-                continue  # gc ran between our writes and our commit: store them again
-        raise StashError(
-            f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
-        )
+        made = _retrying(lambda: self._prepare(ns, names, message, branch, progress))
+        assert made is not None  # without a base there is always a commit
+        return made
 
     def commit_changes(
         self,
@@ -204,20 +204,10 @@ class Repo:
         Returns:
             The commit, or None when its manifest would equal ``base``'s.
         """
-        from stashdb.store import ObjectsCollected
-
-        for _ in range(_COMMIT_ATTEMPTS):
-            try:
-                with _file_size_limit_as_error():
-                    prepared = self.prepare_changes(
-                        base, changed, message, namespace=namespace, branch=branch,
-                        progress=progress,
-                    )
-                    return prepared.write() if prepared is not None else None
-            except ObjectsCollected:
-                continue
-        raise StashError(
-            f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
+        return _retrying(
+            lambda: self.prepare_changes(
+                base, changed, message, namespace=namespace, branch=branch, progress=progress
+            )
         )
 
     def prepare_changes(
@@ -251,18 +241,6 @@ class Repo:
             namespace, [n for n in names if n in todo], message, branch, progress,
             carry=carry, workspace_names=names, base=base,
         )
-
-    def _commit_once(
-        self,
-        ns: Mapping[str, Any],
-        names: list[str],
-        message: str,
-        branch: str | None,
-        progress: Progress | None,
-    ) -> Commit:
-        prepared = self._prepare(ns, names, message, branch, progress)
-        assert prepared is not None  # without a base there is always a commit
-        return prepared.write()
 
     def _prepare(
         self,
@@ -523,6 +501,22 @@ def _file_size_limit_as_error() -> Iterator[None]:
         yield
     finally:
         signal.signal(xfsz, previous)
+
+
+def _retrying(prepare: Callable[[], PreparedCommit | None]) -> Commit | None:
+    """Prepare and write a commit, again if gc took its objects in between."""
+    from stashdb.store import ObjectsCollected
+
+    for _ in range(_COMMIT_ATTEMPTS):
+        try:
+            with _file_size_limit_as_error():
+                prepared = prepare()
+                return prepared.write() if prepared is not None else None
+        except ObjectsCollected:
+            continue  # gc ran between our writes and our commit: store them again
+    raise StashError(
+        f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
+    )
 
 
 class PreparedCommit:
