@@ -242,9 +242,14 @@ def _buffer_callback(buffers: list[Any]) -> Callable[[pickle.PickleBuffer], bool
 
 
 def _dumps_c(value: Any) -> tuple[str, list[Any]]:
+    from stashdb import reducers
+
     buffers: list[Any] = []
-    stream = pickle.dumps(value, protocol=PROTOCOL, buffer_callback=_buffer_callback(buffers))
-    return "pickle", [stream, *buffers]
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=PROTOCOL, buffer_callback=_buffer_callback(buffers))
+    pickler.dispatch_table = reducers.dispatch_table()  # string columns as codes
+    pickler.dump(value)
+    return "pickle", [out.getbuffer(), *buffers]
 
 
 def _dumps_dill(value: Any, refs: WorkspaceRefs, root_ids: set[int]) -> tuple[str, list[Any]]:

@@ -67,3 +67,38 @@ def test_grouping_walk_handles_cycles_and_deep_nesting() -> None:
         deep = [deep]
     module = types.ModuleType("m")
     assert find_groups({"cycle": cycle, "deep": deep, "m": module}) == [["cycle"], ["deep"], ["m"]]
+
+
+def round_trip(value: object) -> tuple[object, int]:
+    ns = workspace(v=value)
+    packed = dumps(value, WorkspaceRefs.of(ns, ["v"]), roots=["v"])
+    parts = [bytes(packed.parts[0])] + [bytearray(memoryview(p).cast("B")) for p in packed.parts[1:]]
+    back = loads(parts, module="__main__", resolve=lambda name: None, namespace={})
+    return back, len(parts[0])
+
+
+def test_a_column_of_repeated_strings_is_stored_as_codes_and_comes_back_exact() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    cities = rng.choice(["paris", "lima", "oslo", "ünïcode", ""], 200_000).astype(object)
+    grid = cities.reshape(2, 100_000)  # an object block of a DataFrame is 2-D
+    for array in (cities, grid):
+        back, stream = round_trip(array)
+        assert isinstance(back, np.ndarray) and back.dtype == object
+        assert back.shape == array.shape and back.flags.c_contiguous and back.flags.writeable
+        assert (back == array).all()
+        assert stream < 10_000  # five strings and a few names; the codes went out of band
+    frame = pd.DataFrame({"city": cities, "as_object": pd.Series(cities, dtype=object)})
+    back, _ = round_trip(frame)
+    assert back.equals(frame) and list(back.dtypes) == list(frame.dtypes)
+
+
+def test_strings_that_do_not_repeat_or_are_not_all_strings_pickle_as_numpy_does() -> None:
+    distinct = np.array([f"user {i}" for i in range(100_000)], dtype=object)
+    mixed = np.array(["a", None] * 50_000, dtype=object)
+    small = np.array(["a", "b"] * 100, dtype=object)
+    for array in (distinct, mixed, small):
+        back, stream = round_trip(array)
+        assert back.dtype == object and (back == array).all()
+        assert stream > array.size  # one string at a time, in the stream
