@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,10 +247,21 @@ def test_the_branch_is_named_after_the_notebook_or_the_session(
     assert branch_for_session({}).startswith("ipython/")
 
 
-def test_a_real_jupyter_kernel_runs_a_notebook_with_auto_snapshot(tmp_path: Path) -> None:
+def test_a_real_jupyter_kernel_runs_a_notebook_with_auto_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
+    # A kernel spec for this interpreter, wherever the tests run from (an
+    # installed "python3" spec would start whatever `python` is on PATH).
+    spec = tmp_path / "jupyter" / "kernels" / "stashdb-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "stashdb test", "language": "python",
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     cells = [
         "%load_ext stashdb",
         "%stash auto on --branch nb/analysis",
@@ -263,7 +275,8 @@ def test_a_real_jupyter_kernel_runs_a_notebook_with_auto_snapshot(tmp_path: Path
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = nbclient.NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+        notebook, timeout=120, kernel_name="stashdb-test",
+        resources={"metadata": {"path": tmp_path}},
     )
     client.execute()  # raises CellExecutionError if any cell fails
     outputs = [cell.outputs for cell in notebook.cells]
