@@ -395,12 +395,20 @@ class Session:
                 )
 
     def unchanged_since_base(self) -> set[str]:
-        """Names whose value is still the base snapshot's."""
+        """Names whose value is still the base snapshot's.
+
+        A name that shares objects with a changed one (its group in the base)
+        may have changed through it: `records.append(…)` changes `alias` too.
+        """
         if self.base is None or self.everything_dirty:
             return set()
+        dirty = set(self.dirty)
+        for entry in self.base.entries:
+            if entry.name in self.dirty:
+                dirty.update(entry.group)
         return {
             e.name for e in self.base.entries
-            if e.kind != "skipped" and e.name not in self.dirty and e.name in self.namespace
+            if e.kind != "skipped" and e.name not in dirty and e.name in self.namespace
         }
 
     def keep_for(self, target: Commit) -> set[str]:
@@ -409,10 +417,16 @@ class Session:
         if self.base is None or not unchanged:
             return set()
         ours = {e.name: (e.object_id, e.slot, e.module) for e in self.base.entries}
-        return {
+        keep = {
             e.name for e in target.entries
             if e.name in unchanged and ours.get(e.name) == (e.object_id, e.slot, e.module)
         }
+        # A group is kept whole or read whole: half of it kept and half read
+        # back would no longer share its objects.
+        for entry in target.entries:
+            if entry.name in keep and not keep.issuperset(entry.group):
+                keep.difference_update((entry.name, *entry.group))
+        return keep
 
     def checkout(
         self, rev: str, only: list[str] | None = None, merge: bool = False

@@ -123,6 +123,18 @@ def test_checkout_keeps_unchanged_values_in_memory_and_restores_the_rest(tmp_pat
     assert out == {"same": True, "small": 1, "extra": False, "failed": []}
 
 
+def test_a_value_changed_through_its_alias_is_not_kept_on_checkout(tmp_path: Path) -> None:
+    # records.append changes alias too (one list): neither may stay in memory,
+    # and both must come back as one object again.
+    cells = ["%load_ext stashdb", "records = [1]\nalias = records\nother = {'k': 1}",
+             "%stash commit -m base", "records.append(2)", "%stash checkout HEAD"]
+    out = shell_session(
+        tmp_path, cells,
+        "[ns['alias'], ns['records'] is ns['alias'], ns['other'], failed]",
+    )
+    assert out == [[1], True, {"k": 1}, []]
+
+
 def test_checkout_only_some_names_and_merge(tmp_path: Path) -> None:
     cells = ["%load_ext stashdb", "%stash auto on", "a = 1\nb = 1", "a = 2\nb = 2\nc = 3",
              "%stash checkout HEAD~1 --only a"]
