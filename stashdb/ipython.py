@@ -35,7 +35,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
 import stashdb
-from stashdb.errors import StashError
+from stashdb.errors import NameNotInSnapshot, StashError
 from stashdb.model import CheckoutReport, Commit, Skipped
 from stashdb.repo import PreparedCommit
 from stashdb.workspace import excluded_by_default, shell_names
@@ -107,27 +107,15 @@ def _magic_code(node: ast.Call) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _code_objects(value: Any, workspace: str) -> list[types.CodeType]:
-    """The code that runs when ``value`` is called (or its methods are)."""
-    if isinstance(value, types.MethodType):
-        value = value.__func__
-    if isinstance(value, functools.partial):
-        value = value.func
-    if isinstance(value, types.FunctionType):
-        return [value.__code__]
-    cls = value if isinstance(value, type) else type(value)
-    if getattr(cls, "__module__", None) not in (workspace, "__main__"):
-        return []  # library code does not name notebook variables
-    codes = []
-    for klass in cls.__mro__:
-        if getattr(klass, "__module__", None) not in (workspace, "__main__"):
-            continue
-        for attr in vars(klass).values():
-            for func in (attr, getattr(attr, "__func__", None), getattr(attr, "fget", None),
-                         getattr(attr, "fset", None)):
-                if isinstance(func, types.FunctionType):
-                    codes.append(func.__code__)
-    return codes
+#: Containers up to this size are looked into for functions (`handlers["x"](…)`);
+#: larger ones are taken to hold data.
+_SMALL_CONTAINER = 1000
+#: Objects looked at per cell while following functions; past it, the next
+#: snapshot captures everything rather than risk missing a change.
+_BUDGET = 20_000
+#: Attributes through which wrappers reach what they wrap (functools.wraps,
+#: lru_cache, numpy.vectorize, properties).
+_WRAPPED = ("__wrapped__", "__func__", "func", "pyfunc", "fget", "fset", "fdel")
 
 
 def _global_names(code: types.CodeType) -> set[str]:
@@ -138,11 +126,9 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _closure_values(value: Any) -> list[Any]:
-    func = getattr(value, "__func__", value)
-    cells = getattr(func, "__closure__", None) or ()
+def _closure_values(func: types.FunctionType) -> list[Any]:
     found = []
-    for cell in cells:
+    for cell in func.__closure__ or ():
         try:
             found.append(cell.cell_contents)
         except ValueError:  # an empty cell
@@ -150,28 +136,100 @@ def _closure_values(value: Any) -> list[Any]:
     return found
 
 
-def reachable_names(names: Iterable[str], namespace: Mapping[str, Any]) -> set[str]:
-    """``names`` plus every namespace name their functions and classes refer to.
+def _is_workspace(obj: Any, workspace: str) -> bool:
+    return getattr(obj, "__module__", None) in (workspace, "__main__")
 
-    A function refers to globals by name (its code's ``co_names``) and to
-    enclosed variables by value (its closure): those are matched to the
-    namespace names bound to the same objects.
+
+class _Follow:
+    """Walks from a value to the code it can run, collecting the names that code can reach.
+
+    A function reaches the globals its code names, and the objects its
+    closure holds (matched to namespace names by identity); wrappers reach
+    what they wrap; a class or an instance of a workspace class reaches its
+    methods; a small container reaches its items.
     """
-    workspace = str(namespace.get("__name__", "__main__"))
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self.namespace = namespace
+        self.workspace = str(namespace.get("__name__", "__main__"))
+        self.budget = _BUDGET
+        self._seen: set[int] = set()
+        self._by_id: dict[int, list[str]] | None = None
+
+    def names_bound_to(self, obj: Any) -> list[str]:
+        if self._by_id is None:
+            self._by_id = {}
+            for name, bound in self.namespace.items():
+                self._by_id.setdefault(id(bound), []).append(name)
+        return self._by_id.get(id(obj), [])
+
+    def names(self, value: Any) -> set[str] | None:
+        """Names ``value`` can reach when called; None: more than the budget allows."""
+        found: set[str] = set()
+        stack = [value]
+        while stack:
+            obj = stack.pop()
+            if id(obj) in self._seen:
+                continue
+            self._seen.add(id(obj))
+            self.budget -= 1
+            if self.budget < 0:
+                return None
+            if obj is not value:
+                found.update(self.names_bound_to(obj))
+            stack.extend(self._inside(obj, found))
+        return found
+
+    def _inside(self, obj: Any, found: set[str]) -> list[Any]:
+        if isinstance(obj, types.FunctionType):
+            found |= _global_names(obj.__code__)
+            return [*_closure_values(obj), *self._wrapped(obj)]
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return list(obj) if len(obj) <= _SMALL_CONTAINER else []
+        if isinstance(obj, dict):
+            return list(obj.values()) if len(obj) <= _SMALL_CONTAINER else []
+        if isinstance(obj, functools.partial):
+            return [obj.func, *obj.args, *obj.keywords.values()]
+        if isinstance(obj, types.MethodType):
+            return [obj.__func__, obj.__self__]
+        if isinstance(obj, type):
+            if not _is_workspace(obj, self.workspace):
+                return []
+            return [a for klass in obj.__mro__ if _is_workspace(klass, self.workspace)
+                    for a in vars(klass).values()]
+        if isinstance(obj, (staticmethod, classmethod, property)):
+            return self._wrapped(obj)
+        if _is_workspace(type(obj), self.workspace):
+            return [type(obj)]  # its methods (its own data is pickled with it)
+        return self._wrapped(obj)  # lru_cache, vectorize …: what they wrap
+
+    @staticmethod
+    def _wrapped(obj: Any) -> list[Any]:
+        inner = []
+        for attr in _WRAPPED:
+            try:
+                found = getattr(obj, attr, None)
+            except Exception:  # a property that raises: nothing to follow
+                continue
+            if callable(found):
+                inner.append(found)
+        return inner
+
+
+def reachable_names(names: Iterable[str], namespace: Mapping[str, Any]) -> set[str] | None:
+    """``names`` plus every namespace name the code they can run can reach.
+
+    None when following them would look at more than `_BUDGET` objects: the
+    caller then treats every name as changed.
+    """
+    follow = _Follow(namespace)
     seen = {n for n in names if n in namespace}
     todo = list(seen)
-    by_id: dict[int, list[str]] | None = None
     while todo:
-        value = namespace[todo.pop()]
-        refs = {ref for code in _code_objects(value, workspace) for ref in _global_names(code)}
-        enclosed = _closure_values(value)
-        if enclosed:
-            if by_id is None:
-                by_id = {}
-                for name, bound in namespace.items():
-                    by_id.setdefault(id(bound), []).append(name)
-            refs.update(n for v in enclosed for n in by_id.get(id(v), ()))
-        for ref in refs:
+        reached = follow.names(namespace[todo.pop()])
+        if reached is None:
+            return None
+        for ref in reached:
             if ref in namespace and ref not in seen:
                 seen.add(ref)
                 todo.append(ref)
@@ -200,7 +258,8 @@ class CellTracker:
         mentioned = names_in_code(code)
         if mentioned is None:
             return None
-        return rebound | reachable_names(mentioned | rebound, self.namespace)
+        reached = reachable_names(mentioned | rebound, self.namespace)
+        return None if reached is None else rebound | reached
 
 
 # -- the extension --------------------------------------------------------------
@@ -301,6 +360,8 @@ class Session:
     def repo(self) -> stashdb.Repo:
         if self._repo is None:
             self._repo = stashdb.open(create=True)
+            # stashdb.log() & co. in a cell see the snapshots still being written.
+            self._repo.writes_in_flight = self._writer.wait
         return self._repo
 
     # -- IPython events ---------------------------------------------------------
@@ -433,15 +494,23 @@ class Session:
     ) -> CheckoutReport:
         self.flush()
         target = self.repo.show(rev)
+        held = sorted(e.name for e in target.entries)
+        missing = [n for n in only or () if n not in held]
+        if missing:  # before anything is released
+            raise NameNotInSnapshot(missing, target.id, held)
         keep = self.keep_for(target)
+        holder = self.commit_of(self.states[-1]) if self.states else None
         released = self._release_for(target, only, keep)
-        report = self.repo.checkout(
-            target.id, namespace=self.namespace, only=only, merge=merge, keep=keep,
-        )
-        lost = [n for n in released if n not in self.namespace]
-        if lost and self.base is not None:  # could not restore them: bring back the old values
-            self.repo.checkout(self.commit_of(self.states[-1]).id, namespace=self.namespace,
-                               only=lost)
+        try:
+            report = self.repo.checkout(
+                target.id, namespace=self.namespace, only=only, merge=merge, keep=keep,
+            )
+        finally:
+            # Not restored (it failed, or the checkout was interrupted): the old
+            # values come back from the snapshot that holds them.
+            lost = [n for n in released if n not in self.namespace]
+            if lost and holder is not None:
+                self.repo.checkout(holder.id, namespace=self.namespace, only=lost)
         touched = set(report.restored) | set(report.removed)
         if only is None and not merge:
             self.base = target

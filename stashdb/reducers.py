@@ -10,7 +10,7 @@ restored array is equal, element for element, C-contiguous and writable
 (equal strings come back as one object, which immutable strings allow).
 
 Only exact ``numpy.ndarray`` instances of dtype object with at least
-`MIN_ELEMENTS` elements, all ``str`` (pandas checks, in C), whose first
+`MIN_ELEMENTS` elements, all exactly ``str`` (no subclasses), whose first
 `SAMPLE` elements hold few distinct values are stored this way; anything else
 pickles as numpy always does. pandas is used only when it is already loaded.
 """
@@ -62,9 +62,14 @@ def _string_codes(array: Any) -> tuple[Any, Any] | None:
     from pandas._libs import lib
 
     flat = array.reshape(-1)
-    if not lib.is_string_array(flat, skipna=False):
+    if not lib.is_string_array(flat, skipna=False):  # fast (C) rejection of most others
         return None
     if len(pandas.unique(flat[:SAMPLE])) > MAX_DISTINCT_SHARE * min(SAMPLE, flat.size):
+        return None
+    # Exactly str: factorizing merges equal values, so a str subclass (a str
+    # Enum member, numpy.str_) equal to a plain string would come back as
+    # whichever of the two came first. 0.14 s for 8 M elements.
+    if set(map(type, flat)) != {str}:
         return None
     codes, uniques = pandas.factorize(flat)
     width = numpy.min_scalar_type(max(len(uniques) - 1, 0))

@@ -12,6 +12,7 @@ need: restoring a variable in a fresh process does not pay SQLAlchemy's import.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -26,7 +27,7 @@ from collections.abc import (
 )
 from functools import cached_property
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stashdb.db.sqlite_reader import SQLiteReader
 from stashdb.errors import NameNotInSnapshot, RestoreError, StashError
@@ -72,6 +73,21 @@ GRACE_SECONDS = 3600.0
 _COMMIT_ATTEMPTS = 5
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _settled(method: _Method) -> _Method:
+    """Run ``method`` after the writes this process has in flight (`Repo.writes_in_flight`)."""
+
+    @functools.wraps(method)
+    def settled(self: Repo, *args: Any, **kwargs: Any) -> Any:
+        if self.writes_in_flight is not None:
+            self.writes_in_flight()
+        return method(self, *args, **kwargs)
+
+    return settled  # type: ignore[return-value]
+
+
 class Repo:
     """A stashdb store, opened.
 
@@ -93,6 +109,9 @@ class Repo:
         #: Compress chunks with zstd where a sample says it pays. False stores
         #: every chunk raw; ids and values are the same either way.
         self.compress = True
+        #: Waits for commits this process is writing on another thread (the
+        #: IPython extension's snapshots): reads and other writes see them.
+        self.writes_in_flight: Callable[[], None] | None = None
 
     @classmethod
     def open(cls, url: str, *, create: bool = False, location: str | None = None) -> Repo:
@@ -144,6 +163,7 @@ class Repo:
 
     # -- writing ---------------------------------------------------------------
 
+    @_settled
     def commit(
         self,
         message: str = "",
@@ -276,22 +296,27 @@ class Repo:
             self, branch or self.store.head(), message, entries, metadata, writer, packages, base
         )
 
+    @_settled
     def tag(self, name: str, rev: Rev = "HEAD", *, message: str | None = None) -> Ref:
         """Name a commit for good. Raises `RefExists` if the name is taken."""
         return self.store.create_ref("tag", name, rev, message)
 
+    @_settled
     def branch(self, name: str, rev: Rev = "HEAD") -> Ref:
         """Start a branch at ``rev``. Raises `RefExists` if the name is taken."""
         return self.store.create_ref("branch", name, rev)
 
+    @_settled
     def delete_tag(self, name: str) -> Ref:
         return self.store.delete_ref("tag", name)
 
+    @_settled
     def delete_branch(self, name: str) -> Ref:
         return self.store.delete_ref("branch", name)
 
     # -- upkeep ----------------------------------------------------------------
 
+    @_settled
     def verify(self) -> VerifyReport:
         from stashdb import maintenance
 
@@ -303,6 +328,7 @@ class Repo:
         """
         return maintenance.verify(self.store)
 
+    @_settled
     def gc(self, *, grace: float = GRACE_SECONDS) -> GcReport:
         """Delete chunks and objects no commit refers to; safe while others commit.
 
@@ -313,6 +339,7 @@ class Repo:
 
         return maintenance.gc(self.store, grace=grace)
 
+    @_settled
     def prune(
         self,
         branch: str | None = None,
@@ -331,6 +358,7 @@ class Repo:
 
     # -- reading ---------------------------------------------------------------
 
+    @_settled
     def resolve(self, rev: Rev = "HEAD") -> str:
         """The full commit id a rev names (id, short id, tag, branch, HEAD, REV~N)."""
         return self._reads.resolve(rev)
@@ -340,36 +368,44 @@ class Repo:
         """The current branch."""
         return self.store.head()
 
+    @_settled
     def branches(self) -> list[Ref]:
         return self._reads.list_refs("branch")
 
+    @_settled
     def tags(self) -> list[Ref]:
         return self._reads.list_refs("tag")
 
+    @_settled
     def log(
         self, *, branch: str | None = None, limit: int | None = None, all: bool = False
     ) -> list[Commit]:
         """Commits of a branch (default: the current one), newest first; ``all``: every ref."""
         return self.store.log(branch=branch, limit=limit, all=all)
 
+    @_settled
     def show(self, rev: Rev = "HEAD") -> Commit:
         """One commit with its entries (type, sizes, preview, status). Unpickles nothing."""
         return self._reads.get_commit(self.resolve(rev))
 
+    @_settled
     def diff(self, a: Rev, b: Rev = "HEAD") -> Diff:
         """Names added, removed, changed and unchanged from ``a`` to ``b``. Unpickles nothing."""
         return self.store.diff(a, b)
 
+    @_settled
     def history(self, name: str, *, branch: str | None = None) -> list[Version]:
         """The versions of one variable along a branch, newest first. Unpickles nothing."""
         return self.store.history(name, branch=branch)
 
+    @_settled
     def at(self, rev: Rev = "HEAD") -> Snapshot:
         """A lazy, read-only mapping of a snapshot: a name is unpickled when read."""
         return Snapshot(self, self.show(rev))
 
     # -- restoring -------------------------------------------------------------
 
+    @_settled
     def checkout(
         self,
         rev: Rev = "HEAD",

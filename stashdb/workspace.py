@@ -491,7 +491,6 @@ class Loader:
         self._read_ahead: dict[str, tuple[str, list[Any]] | CorruptChunk] = {}
         self._ready = threading.Condition()
         self._ahead_bytes = 0
-        self._ahead_error: BaseException | None = None
         self._in_flight: set[str] = set()
         self._closed = False
         self._loading: set[str] = set()
@@ -595,11 +594,16 @@ class Loader:
                 self._in_flight = set(batch)
             try:
                 found = self._chunks.read_many(bytes.fromhex(oid) for oid in batch)
-            except BaseException as exc:  # told to the loader, which raises it
+            except Exception:
+                # Give this batch back: the loader reads each of its objects
+                # itself when it needs it, and the error (if it lasts) is
+                # that name's alone. Later batches go on.
                 with self._ready:
-                    self._ahead_error = exc
+                    for oid in batch:
+                        self._planned.pop(oid, None)
+                    self._in_flight = set()
                     self._ready.notify_all()
-                return
+                continue
             with self._ready:
                 self._read_ahead.update((oid.hex(), value) for oid, value in found.items())
                 self._ahead_bytes += size
@@ -621,11 +625,7 @@ class Loader:
     def _read(self, object_id: str) -> tuple[str, list[Any]] | CorruptChunk:
         with self._ready:
             if object_id in self._in_flight:  # being read: wait for it (no deadlock: it runs)
-                self._ready.wait_for(
-                    lambda: object_id not in self._in_flight or self._ahead_error is not None
-                )
-            if self._ahead_error is not None:
-                raise self._ahead_error
+                self._ready.wait_for(lambda: object_id not in self._in_flight)
             if object_id in self._read_ahead:
                 self._ahead_bytes -= self._planned.pop(object_id)
                 self._ready.notify_all()

@@ -196,3 +196,27 @@ def test_many_small_values_cross_the_read_and_write_batches(repo: stashdb.Repo) 
     report = repo.checkout(namespace=restored)
     assert restored == ns and report.ok
     assert restored["shared_a"] is restored["shared_b"]
+
+
+def test_a_failed_read_ahead_batch_is_read_again_and_fails_nothing_else(
+    repo: stashdb.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    values = {"small": 1.5, "big": np.arange(300_000), "other": "x" * 10, "big2": np.ones(400_000)}
+    repo.commit(namespace=values)
+    source = type(repo._reads.chunks)
+    real = source.read_many
+    calls: list[int] = []
+
+    def flaky(self: object, ids: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # one transient failure, on the read-ahead thread
+            raise MemoryError("transient failure reading one batch")
+        return real(self, ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(source, "read_many", flaky)
+    ns: dict[str, object] = {}
+    report = repo.checkout(namespace=ns)
+    assert report.failed == [] and sorted(report.restored) == sorted(values)
+    assert np.array_equal(ns["big"], values["big"]) and ns["small"] == 1.5  # type: ignore[arg-type]

@@ -88,6 +88,28 @@ def test_a_mutation_made_inside_a_called_function_or_method_is_captured(tmp_path
     assert repo.at("nb~1")["data"] == [5]
 
 
+def test_changes_through_decorators_caches_and_containers_of_functions_are_captured(
+    tmp_path: Path,
+) -> None:
+    cells = [
+        "%load_ext stashdb",
+        "import functools\nresults = []\nlog = []\nseen = []\n"
+        "def logged(fn):\n    def wrapper(*a):\n        return fn(*a)\n    return wrapper\n"
+        "@logged\ndef add(v):\n    results.append(v)\n"
+        "@functools.lru_cache(maxsize=None)\ndef remember(v):\n    seen.append(v)\n"
+        "def note(v):\n    log.append(v)\nhandlers = {'note': note}",
+        "%stash auto on --branch nb",
+        "add(3)",
+        "remember(4)",
+        "handlers['note']('hi')",
+        # stashdb's own API in a cell sees the snapshots still being written
+        "import stashdb\nsnap = stashdb.at('nb')\n"
+        "seen_now = [snap['results'], snap['seen'], snap['log']]",
+    ]
+    out = shell_session(tmp_path, cells, "[ns['seen_now'], failed]")
+    assert out == [[[3], [4], ["hi"]], []]
+
+
 def test_only_what_a_cell_could_touch_is_pickled_again(tmp_path: Path) -> None:
     cells = ["%load_ext stashdb", "big = list(range(100_000))\nother = {'a': 1}",
              "%stash auto on --branch nb", "other['a'] = 2"]
@@ -133,6 +155,27 @@ def test_a_value_changed_through_its_alias_is_not_kept_on_checkout(tmp_path: Pat
         "[ns['alias'], ns['records'] is ns['alias'], ns['other'], failed]",
     )
     assert out == [[1], True, {"k": 1}, []]
+
+
+def test_a_checkout_that_fails_or_is_interrupted_loses_nothing(tmp_path: Path) -> None:
+    cells = [
+        "%load_ext stashdb",
+        "class Fragile:\n    def __setstate__(self, state):\n"
+        "        if state.get('boom'):\n            raise KeyboardInterrupt  # Ctrl-C mid-restore\n"
+        "        self.__dict__.update(state)\n"
+        "f = Fragile()\nf.boom = True\nbig = list(range(10))",
+        "%stash auto on --branch nb",
+        "f = Fragile()\nbig = list(range(20))",
+        "%stash checkout HEAD~1 --only big,nosuch",  # a typo: refused before anything moves
+        "%stash checkout HEAD~1",  # interrupted while restoring f
+        "after = len(big)",
+    ]
+    out = shell_session(
+        tmp_path, cells, "[ns['after'], type(ns['f']).__name__, failed[-2:]]"
+    )
+    assert out == [20, "Fragile", ["%stash checkout HEAD~1 --only big,nosuch",
+                                   "%stash checkout HEAD~1"]]
+    assert sorted(stashdb.open(tmp_path).show("nb").names) == ["Fragile", "after", "big", "f"]
 
 
 def test_checkout_only_some_names_and_merge(tmp_path: Path) -> None:

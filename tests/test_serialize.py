@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import enum
 import json
 import types
 
@@ -69,6 +70,10 @@ def test_grouping_walk_handles_cycles_and_deep_nesting() -> None:
     assert find_groups({"cycle": cycle, "deep": deep, "m": module}) == [["cycle"], ["deep"], ["m"]]
 
 
+class Label(str, enum.Enum):
+    RED = "red"
+
+
 def round_trip(value: object) -> tuple[object, int]:
     ns = workspace(v=value)
     packed = dumps(value, WorkspaceRefs.of(ns, ["v"]), roots=["v"])
@@ -98,7 +103,10 @@ def test_strings_that_do_not_repeat_or_are_not_all_strings_pickle_as_numpy_does(
     distinct = np.array([f"user {i}" for i in range(100_000)], dtype=object)
     mixed = np.array(["a", None] * 50_000, dtype=object)
     small = np.array(["a", "b"] * 100, dtype=object)
-    for array in (distinct, mixed, small):
+    # Equal to a plain string but not one: each must come back as what it was.
+    subclassed = np.array([Label.RED, "red", np.str_("blue"), "blue"] * 25_000, dtype=object)
+    for array in (distinct, mixed, small, subclassed):
         back, stream = round_trip(array)
         assert back.dtype == object and (back == array).all()
+        assert [type(x) for x in back[:4]] == [type(x) for x in array[:4]]
         assert stream > array.size  # one string at a time, in the stream
