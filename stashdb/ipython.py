@@ -358,11 +358,22 @@ class Session:
 
     @property
     def repo(self) -> stashdb.Repo:
+        """The store: ``STASHDB_URL`` if set (as for the CLI), else the ``.stashdb/`` found
+        from the current directory upwards, else a new one here."""
         if self._repo is None:
-            self._repo = stashdb.open(create=True)
-            # stashdb.log() & co. in a cell see the snapshots still being written.
-            self._repo.writes_in_flight = self._writer.wait
+            self.use_store(os.environ.get("STASHDB_URL") or None)
+        assert self._repo is not None
         return self._repo
+
+    def use_store(self, store: str | None) -> None:
+        """Snapshot into another store (a directory, a SQLite file or a database URL)."""
+        self.flush()
+        repo = stashdb.open(store, create=True)
+        # stashdb.log() & co. in a cell see the snapshots still being written.
+        repo.writes_in_flight = self._writer.wait
+        if repo is not self._repo:  # what the old store held says nothing about this one
+            self.base, self.states, self.everything_dirty = None, [], False
+        self._repo = repo
 
     # -- IPython events ---------------------------------------------------------
 
@@ -597,6 +608,7 @@ def _parser() -> _Parser:
     p = sub.add_parser("auto")
     p.add_argument("state", choices=["on", "off"])
     p.add_argument("--branch", default=None)
+    p.add_argument("--store", default=None)
     sub.add_parser("status")
     return parser
 
@@ -611,7 +623,8 @@ USAGE = """\
 %stash checkout REV [--only a,b] [--merge]
                                 restore a snapshot (or only some names)
 %stash undo                     back to the state before the last cell
-%stash auto on|off [--branch B] a snapshot after every successful cell
+%stash auto on|off [--branch B] [--store PATH_OR_URL]
+                                a snapshot after every successful cell
 %stash status                   store, branch, what changed since the last snapshot
 REV: a commit id, tag, branch, HEAD, HEAD~N (HEAD is this session's branch when auto is on)"""
 
@@ -733,6 +746,8 @@ class StashMagics(Magics):
             s.auto = False
             print("auto-snapshot off")
             return
+        if args.store:
+            s.use_store(args.store)
         s.branch = args.branch or s.branch or branch_for_session(s.namespace)
         s.auto = True
         made = s.snapshot("auto-snapshot on", full=True)

@@ -60,6 +60,16 @@ def test_undo_goes_back_one_changing_cell_at_a_time(tmp_path: Path) -> None:
     assert out == {"x": False, "failed": ["%stash undo"]}  # the third: nothing left to undo
 
 
+def test_auto_snapshot_into_a_store_given_by_url_on_each_backend(
+    tmp_path: Path, store_url: str
+) -> None:
+    cells = ["%load_ext stashdb", f"%stash auto on --branch nb --store {store_url}",
+             "x = 1", "x = 2", "%stash undo"]
+    out = shell_session(tmp_path, cells, "[ns['x'], failed]")
+    assert out == [1, []]
+    assert stashdb.open(store_url).at("nb")["x"] == 2
+
+
 def test_a_failed_cell_is_not_committed_but_its_changes_are_caught_next(tmp_path: Path) -> None:
     cells = ["%load_ext stashdb", "%stash auto on --branch nb", "x = 1",
              "x = 5\nraise ValueError('half done')", "y = 1"]
