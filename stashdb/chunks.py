@@ -284,17 +284,6 @@ class ChunkStore:
     def writer(self, *, compress: bool = True) -> ObjectWriter:
         return ObjectWriter(self._engine, compress=compress)
 
-    def read(self, object_id: bytes) -> tuple[str, list[Any]]:
-        """The pickler name and the parts of an object (stream first, then buffers).
-
-        Raises:
-            CorruptChunk: a chunk is missing or does not match its hash.
-        """
-        found = self.read_many([object_id])[object_id]
-        if isinstance(found, CorruptChunk):
-            raise found
-        return found
-
     def read_many(
         self, object_ids: Iterable[bytes]
     ) -> dict[bytes, tuple[str, list[Any]] | CorruptChunk]:

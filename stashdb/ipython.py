@@ -9,7 +9,7 @@ changed (`CellTracker`): the names its code reads, assigns or deletes, the
 names the functions and classes it uses refer to (a mutation made inside a
 function the cell called), the members of their groups, and any name whose
 binding changed. Everything else keeps its entry from the previous snapshot
-without being pickled again (`Repo.commit_changes`). A cell that runs another
+without being pickled again (`Repo.prepare_changes`). A cell that runs another
 magic (``%run``, say) could do anything: the next snapshot captures everything.
 """
 
@@ -42,7 +42,7 @@ from stashdb.workspace import excluded_by_default, shell_names
 
 __all__ = ["CellTracker", "StashMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-#: Line magics whose code argument is Python we can read (``%time x = f()``).
+#: Magics whose code argument is Python we can read (``%time x = f()``, ``%%timeit``).
 _CODE_MAGICS = frozenset({"time", "timeit", "prun"})
 
 
@@ -483,15 +483,17 @@ class Session:
             if e.kind != "skipped" and e.name not in dirty and e.name in self.namespace
         }
 
-    def keep_for(self, target: Commit) -> set[str]:
-        """Names whose current value already is ``target``'s: checkout leaves them in memory."""
-        unchanged = self.unchanged_since_base()
+    def keep_for(self, target: Commit, unchanged: set[str]) -> set[str]:
+        """Names whose current value already is ``target``'s: checkout leaves them in memory.
+
+        ``unchanged``: `unchanged_since_base`.
+        """
         if self.base is None or not unchanged:
             return set()
-        ours = {e.name: (e.object_id, e.slot, e.module) for e in self.base.entries}
+        ours = {e.name: e.stored_as for e in self.base.entries}
         keep = {
             e.name for e in target.entries
-            if e.name in unchanged and ours.get(e.name) == (e.object_id, e.slot, e.module)
+            if e.name in unchanged and ours.get(e.name) == e.stored_as
         }
         # A group is kept whole or read whole: half of it kept and half read
         # back would no longer share its objects.
@@ -509,19 +511,20 @@ class Session:
         missing = [n for n in only or () if n not in held]
         if missing:  # before anything is released
             raise NameNotInSnapshot(missing, target.id, held)
-        keep = self.keep_for(target)
+        unchanged = self.unchanged_since_base()
+        keep = self.keep_for(target, unchanged)
         holder = self.commit_of(self.states[-1]) if self.states else None
-        released = self._release_for(target, only, keep)
+        released = self._release_for(target, only, unchanged - keep)
         try:
             report = self.repo.checkout(
-                target.id, namespace=self.namespace, only=only, merge=merge, keep=keep,
+                target, namespace=self.namespace, only=only, merge=merge, keep=keep,
             )
         finally:
             # Not restored (it failed, or the checkout was interrupted): the old
             # values come back from the snapshot that holds them.
             lost = [n for n in released if n not in self.namespace]
             if lost and holder is not None:
-                self.repo.checkout(holder.id, namespace=self.namespace, only=lost)
+                self.repo.checkout(holder, namespace=self.namespace, only=lost)
         touched = set(report.restored) | set(report.removed)
         if only is None and not merge:
             self.base = target
@@ -535,16 +538,15 @@ class Session:
             self.snapshot(f"checkout {rev}" + (f" --only {','.join(only)}" if only else ""))
         return report
 
-    def _release_for(self, target: Commit, only: list[str] | None, keep: set[str]) -> list[str]:
-        """Drop the old values that checkout replaces and the last snapshot holds.
+    def _release_for(self, target: Commit, only: list[str] | None, safe: set[str]) -> list[str]:
+        """Drop the old values that checkout replaces and the last snapshot holds (``safe``).
 
         Otherwise a checkout holds two copies of every replaced value at its
         peak. Safe: the last snapshot has the old value, and a name that then
         fails to restore gets it back from there.
         """
-        if self.base is None or self.everything_dirty or not self.states:
+        if not self.states:
             return []
-        safe = self.unchanged_since_base() - keep
         wanted = set(only) if only is not None else {e.name for e in target.entries}
         replaced = [
             e.name for e in target.entries

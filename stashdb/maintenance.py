@@ -218,7 +218,11 @@ def _batches(items: list[Any], size: int = _BATCH) -> Iterable[list[Any]]:
 GRACE_SECONDS = 3600.0
 
 
-def gc(store: Store, *, grace: float = GRACE_SECONDS) -> GcReport:
+def _grace(grace: float | None) -> float:
+    return GRACE_SECONDS if grace is None else grace
+
+
+def gc(store: Store, *, grace: float | None = None) -> GcReport:
     """Delete the objects no commit refers to, then the chunks no object refers to.
 
     Objects written in the last ``grace`` seconds are spared, so commits in
@@ -227,7 +231,7 @@ def gc(store: Store, *, grace: float = GRACE_SECONDS) -> GcReport:
     final transaction and writes it again (`Store.write_commit`).
     """
     with write_transaction(store.engine) as conn:
-        return _collect(conn, time.time() - grace)
+        return _collect(conn, time.time() - _grace(grace))
 
 
 def _collect(
@@ -263,7 +267,7 @@ def prune(
     *,
     keep_last: int | None = None,
     keep_days: float | None = None,
-    grace: float = GRACE_SECONDS,
+    grace: float | None = None,
 ) -> PruneReport:
     """Drop the old commits of ``branch``, then collect what they alone held (see `gc`).
 
@@ -343,7 +347,7 @@ def prune(
             conn.execute(delete(schema.entries).where(schema.entries.c.commit_id.in_(batch)))
             conn.execute(delete(schema.commit_parents).where(p.commit_id.in_(batch)))
             conn.execute(delete(schema.commits).where(c.id.in_(batch)))
-        freed = _collect(conn, time.time() - grace, released)
+        freed = _collect(conn, time.time() - _grace(grace), released)
     return PruneReport(tuple(dropped), freed)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "commit_from_row",
     "entries_from_rows",
     "format_size",
+    "skipped_of",
 ]
 
 
@@ -51,6 +53,15 @@ class Entry:
     @property
     def skipped(self) -> bool:
         return self.kind == "skipped"
+
+    @property
+    def stored_as(self) -> tuple[str, str | None, int | None, str | None]:
+        """What the manifest records for this name: kind, object, slot, module.
+
+        Equal for two entries exactly when restoring them gives the same object
+        (a group member: the same group), not merely an equal value.
+        """
+        return (self.kind, self.object_id, self.slot, self.module)
 
     def same_value(self, other: Entry) -> bool:
         """Whether both entries hold the same stored value (no unpickling)."""
@@ -121,11 +132,7 @@ class Commit:
     @property
     def skipped(self) -> list[Skipped]:
         """Names that could not be stored, with their type and the reason."""
-        return [
-            Skipped(e.name, e.type_name, e.reason or "")
-            for e in self.entries
-            if e.kind == "skipped"
-        ]
+        return skipped_of(self.entries)
 
     def __str__(self) -> str:
         lines = [
@@ -313,6 +320,11 @@ class Ref:
     commit_id: str
     message: str | None
     time: float
+
+
+def skipped_of(entries: Iterable[Entry]) -> list[Skipped]:
+    """The entries that could not be stored, with their type and the reason."""
+    return [Skipped(e.name, e.type_name, e.reason or "") for e in entries if e.skipped]
 
 
 def commit_from_row(

@@ -33,9 +33,7 @@ from stashdb.model import (
 )
 from stashdb.refs import Ref, Refs
 
-__all__ = ["MIN_SHORT_ID", "ObjectsCollected", "Store"]
-
-MIN_SHORT_ID = revs.MIN_SHORT_ID
+__all__ = ["ObjectsCollected", "Store"]
 
 _MAX_CAS_ATTEMPTS = 100
 

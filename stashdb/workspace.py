@@ -453,8 +453,6 @@ def packages_json(packages: dict[str, str]) -> str:
 class ObjectSource(Protocol):
     """Where a Loader reads objects: `stashdb.chunks.ChunkStore` or the light SQLite reader."""
 
-    def read(self, object_id: bytes) -> tuple[str, list[Any]]: ...
-
     def read_many(
         self, object_ids: Iterable[bytes]
     ) -> dict[bytes, tuple[str, list[Any]] | CorruptChunk]: ...
@@ -551,9 +549,9 @@ class Loader:
     def prefetch(self, names: Iterable[str]) -> None:
         """Read the objects of ``names`` ahead, in that order, on a background thread.
 
-        Reading (SQLite, zstd and hashing all release the GIL) then overlaps
-        with unpickling the values already read, and with the imports that
-        unpickling triggers. Small objects are read in batches of at most 256
+        Reading (the database driver releases the GIL while it reads) then
+        overlaps with unpickling the values already read, and with the
+        imports that unpickling triggers. Small objects are read in batches of at most 256
         objects and 64 MiB: restoring 1000 small values is dominated by
         per-object queries. At most 256 MiB (or one larger object) is held
         ahead of the caller. Objects not planned here are read when needed.
@@ -632,10 +630,8 @@ class Loader:
                 return self._read_ahead.pop(object_id)
             # Not read yet: take it back from the plan and read it now, here.
             self._planned.pop(object_id, None)
-        try:
-            return self._chunks.read(bytes.fromhex(object_id))
-        except CorruptChunk as exc:
-            return exc
+        oid = bytes.fromhex(object_id)
+        return self._chunks.read_many([oid])[oid]
 
     def resolve(self, name: str) -> Any:
         """What a workspace name in a stored value refers to (a class, a function …)."""

@@ -183,11 +183,6 @@ def test_a_store_at_an_older_revision_opens_through_the_engine_and_is_upgraded(
     assert SQLiteReader.open(f"sqlite:///{db}") is not None
 
 
-def test_the_repo_grace_period_is_the_maintenance_one() -> None:
-    from stashdb import maintenance, repo
-
-    assert repo.GRACE_SECONDS == maintenance.GRACE_SECONDS
-
 
 def test_a_repo_in_a_namespace_is_stored_as_its_location(repo: stashdb.Repo) -> None:
     repo.commit(namespace={"store": repo})

@@ -28,7 +28,7 @@ from urllib.parse import quote
 from stashdb import revs
 from stashdb.chunking import ChunkPlace, Objects, assemble
 from stashdb.db.format import FORMAT_VERSION, SCHEMA_REVISIONS
-from stashdb.errors import CorruptChunk, RevisionNotFound
+from stashdb.errors import RevisionNotFound
 from stashdb.model import Commit, Ref, Rev, commit_from_row, entries_from_rows
 
 __all__ = ["SQLiteReader", "sqlite_path"]
@@ -131,12 +131,6 @@ class SQLiteReader:
             return [Ref(r.name, r.kind, r.commit_id, r.message, r.time) for r in rows]
 
     # -- objects ---------------------------------------------------------------
-
-    def read(self, object_id: bytes) -> tuple[str, list[Any]]:
-        found = self.read_many([object_id])[object_id]
-        if isinstance(found, CorruptChunk):
-            raise found
-        return found
 
     def read_many(self, object_ids: Iterable[bytes]) -> Objects:
         ids = list(dict.fromkeys(object_ids))
