@@ -89,7 +89,7 @@ def _store_size(repo):
     if not _postgres:
         return sum(f.stat().st_size for f in _Path(repo.location).rglob("*") if f.is_file())
     from sqlalchemy import text as _text
-    with repo.store.engine.connect() as conn:
+    with repo.storage.database.engine.connect() as conn:
         return conn.execute(_text(
             "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "

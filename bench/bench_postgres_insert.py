@@ -23,7 +23,7 @@ import xxhash
 from sqlalchemy import create_engine, text
 from sqlalchemy.dialects import postgresql
 
-from stashdb.db import schema
+from stashdb.storage import schema
 
 WORKLOADS = {
     "big chunks: 32 x 4 MiB": (32, 4 * 1024 * 1024),

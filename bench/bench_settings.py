@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import stashdb
-import stashdb.api
-import stashdb.chunking as chunking
-import stashdb.chunks as chunks
-import stashdb.db.engine as engine
+import stashdb.storage.chunking as chunking
+import stashdb.storage.engine as engine
+import stashdb.storage.objects as objects
 
 DEFAULTS = {"page": 65536, "journal": "DELETE", "chunk": 4 * 1024 * 1024, "rows": 64}
 VARIANTS = [
@@ -44,7 +43,7 @@ def run_once(
     engine.SQLITE_PAGE_SIZE = settings["page"]  # type: ignore[assignment]
     engine.SQLITE_JOURNAL_MODE = settings["journal"]  # type: ignore[assignment]
     chunking.CHUNK_SIZE = settings["chunk"]  # type: ignore[assignment]
-    chunks._INSERT_ROWS = settings["rows"]  # type: ignore[assignment]
+    objects._INSERT_ROWS = settings["rows"]  # type: ignore[assignment]
     work = Path(tempfile.mkdtemp(prefix="stashdb-settings-"))
     try:
         repo = stashdb.init(work)
@@ -60,7 +59,7 @@ def run_once(
         repo.checkout(namespace={})
         out = time.perf_counter() - start
         repo.close()
-        stashdb.api._open_repos.clear()
+        stashdb.close_all()
         return first, again, out, second.bytes_written
     finally:
         shutil.rmtree(work, ignore_errors=True)

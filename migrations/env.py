@@ -1,6 +1,6 @@
 """Alembic environment for stashdb stores.
 
-stashdb runs the migrations itself (``stashdb.db.engine.upgrade``), handing over
+stashdb runs the migrations itself (``stashdb.storage.engine.upgrade``), handing over
 an open connection. Developers can also run ``alembic`` with ``-x url=…``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from stashdb.db.schema import metadata
+from stashdb.storage.schema import metadata
 
 
 def run() -> None:

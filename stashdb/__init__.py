@@ -17,25 +17,36 @@ from stashdb import errors
 from stashdb.errors import (
     AmbiguousRevision,
     CorruptChunk,
+    DriverMissing,
+    ExportError,
+    InvalidArguments,
+    InvalidRefName,
     NameNotInNamespace,
     NameNotInSnapshot,
+    NotASessionFile,
     NotAStore,
+    NothingToUndo,
     RefExists,
+    RefInUse,
     RefNotFound,
     RestoreError,
     RevisionNotFound,
+    ScriptNotFound,
     StashError,
+    StoreLocked,
     StoreNotFound,
     StoreUnreachable,
     StoreWriteError,
     UnsupportedFormat,
     VersionMismatchWarning,
+    WriteConflict,
 )
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "init": "stashdb.api",
+    "close_all": "stashdb.api",
     "open": "stashdb.api",
     "commit": "stashdb.api",
     "checkout": "stashdb.api",
@@ -50,6 +61,8 @@ _LAZY = {
     "Migration": "stashdb.api",
     "find_store": "stashdb.api",
     "Repo": "stashdb.repo",
+    "PreparedCommit": "stashdb.repo",
+    "KnownState": "stashdb.repo",
     "Snapshot": "stashdb.repo",
     "Commit": "stashdb.model",
     "Entry": "stashdb.model",
@@ -60,8 +73,8 @@ _LAZY = {
     "Failure": "stashdb.model",
     "Version": "stashdb.model",
     "Rev": "stashdb.model",
-    "InvalidRefName": "stashdb.refs",
     "Ref": "stashdb.model",
+    "Origin": "stashdb.model",
 }
 
 #: ``%load_ext stashdb`` finds these; they import IPython, so they stay out of __all__.
@@ -78,6 +91,7 @@ if TYPE_CHECKING:
         at,
         branch,
         checkout,
+        close_all,
         commit,
         diff,
         find_store,
@@ -96,13 +110,13 @@ if TYPE_CHECKING:
         Diff,
         Entry,
         Failure,
+        Origin,
         Ref,
         Rev,
         Skipped,
         Version,
     )
-    from stashdb.refs import InvalidRefName
-    from stashdb.repo import Repo, Snapshot
+    from stashdb.repo import KnownState, PreparedCommit, Repo, Snapshot
 
 
 def __getattr__(name: str) -> Any:

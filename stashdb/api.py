@@ -2,6 +2,9 @@
 
 Each function finds the store (``repo=``, or ``.stashdb/`` found by walking up
 from the current directory) and calls the `Repo` method of the same name.
+Stores opened here are kept open for the process (one `Repo` per store, so its
+writes stay in order); a child made by ``fork()`` opens its own, and
+`close_all` closes them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Union
 from stashdb.errors import NotAStore, StoreNotFound
 from stashdb.model import CheckoutReport, Commit, Diff, Ref, Rev, Version
 from stashdb.repo import Repo, Snapshot
+from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
+from stashdb.storage.sqlite_driver import sqlite_url
 
 __all__ = [
     "STORE_DIR",
@@ -23,6 +28,7 @@ __all__ = [
     "at",
     "branch",
     "checkout",
+    "close_all",
     "commit",
     "diff",
     "find_store",
@@ -42,15 +48,13 @@ STORE_FILE = "stash.db"
 
 RepoLike = Union[Repo, str, "os.PathLike[str]", None]
 
+#: The stores this process has opened, by URL, and the process that opened them.
 _open_repos: dict[str, Repo] = {}
+_opened_by = os.getpid()
 
 
 def _is_url(text: str) -> bool:
     return "://" in text
-
-
-def _sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
 
 
 def find_store(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -63,12 +67,37 @@ def find_store(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
-def _cached(url: str, *, create: bool, location: str | None) -> Repo:
+def _cached(
+    url: str, *, create: bool, location: str | None, lock_timeout: float | None = None
+) -> Repo:
+    global _opened_by
+    if _opened_by != os.getpid():
+        # A forked child: the parent's Repos (their connections, their writer
+        # thread) are the parent's. Forget them without closing anything.
+        _open_repos.clear()
+        _opened_by = os.getpid()
     repo = _open_repos.get(url)
     if repo is None:
-        repo = Repo.open(url, create=create, location=location)
+        repo = Repo.open(
+            url, create=create, location=location,
+            lock_timeout=DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+        )
         _open_repos[url] = repo
+    elif lock_timeout is not None:
+        repo.lock_timeout = lock_timeout
     return repo
+
+
+def close_all() -> None:
+    """Close every store this process opened through the API (writes in flight finish first).
+
+    The next call opens them again. Useful in tests, and before handing the
+    process's files to someone else.
+    """
+    repos = list(_open_repos.values()) if _opened_by == os.getpid() else []
+    _open_repos.clear()
+    for repo in repos:
+        repo.close()
 
 
 def init(path: str | os.PathLike[str] = ".") -> Repo:
@@ -85,7 +114,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
     store_dir = directory / STORE_DIR
     store_dir.mkdir(parents=True, exist_ok=True)
     db = store_dir / STORE_FILE
-    return _cached(_sqlite_url(db), create=True, location=str(store_dir.resolve()))
+    return _cached(sqlite_url(db), create=True, location=str(store_dir.resolve()))
 
 
 def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str | None] | None:
@@ -96,7 +125,7 @@ def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str | None] | Non
     """
     if repo is None:
         found = find_store()
-        return (_sqlite_url(found), str(found.parent)) if found is not None else None
+        return (sqlite_url(found), str(found.parent)) if found is not None else None
     text = os.fspath(repo)
     if _is_url(text):
         return text, None  # the Repo masks the password when it needs a location
@@ -106,26 +135,34 @@ def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str | None] | Non
             path = path.parent
         db = path / STORE_DIR / STORE_FILE
         if db.is_file():
-            return _sqlite_url(db), str(db.parent)
+            return sqlite_url(db), str(db.parent)
         why = f"it has no {STORE_DIR}/{STORE_FILE}; run stashdb.init() there"
         raise NotAStore(str(path), why)
     if path.is_file():
-        return _sqlite_url(path), str(path)
+        return sqlite_url(path), str(path)
     return None
 
 
-def open(repo: RepoLike = None, *, create: bool = False) -> Repo:
+def open(
+    repo: RepoLike = None, *, create: bool = False, lock_timeout: float | None = None
+) -> Repo:
     """The store named by ``repo``: a Repo, a directory, a SQLite file, or a database URL.
 
     With ``repo=None`` the store is found by walking up from the current
     directory; with ``create`` a new one is made (in the current directory, or
     the directory given) when none is found, and that is said once, on stderr.
 
+    Args:
+        lock_timeout: seconds a write waits while another process holds the
+            store's write lock before `StoreLocked` (default: 300).
+
     Raises:
         StoreNotFound: no store was found and ``create`` is false.
         NotAStore: the path or URL holds something else.
     """
     if isinstance(repo, Repo):
+        if lock_timeout is not None:
+            repo.lock_timeout = lock_timeout
         return repo
     try:
         located = _locate(repo)
@@ -136,12 +173,14 @@ def open(repo: RepoLike = None, *, create: bool = False) -> Repo:
     if located is not None:
         url, location = located
         # create: a store another process is still creating gets waited for.
-        return _cached(url, create=create, location=location)
+        return _cached(url, create=create, location=location, lock_timeout=lock_timeout)
     if not create:
         if repo is None:
             raise StoreNotFound(str(Path.cwd()))
         raise NotAStore(os.fspath(repo), "no such file or directory")
     made = init(Path.cwd() if repo is None else repo)
+    if lock_timeout is not None:
+        made.lock_timeout = lock_timeout
     if repo is None:
         print(f"stashdb: created a new store in {made.location}", file=sys.stderr)
     return made
@@ -167,7 +206,7 @@ def migrate(repo: str | os.PathLike[str] | None = None) -> Migration:
     Opening a store upgrades it anyway; this does it explicitly and says what
     changed. Raises like `open`.
     """
-    from stashdb.db.engine import open_engine, safe_url, schema_revision, upgrade
+    from stashdb.storage.engine import open_database, schema_revision, upgrade
 
     located = _locate(repo)
     if located is None:
@@ -175,13 +214,13 @@ def migrate(repo: str | os.PathLike[str] | None = None) -> Migration:
             os.fspath(repo), "no such file or directory"
         )
     url, location = located
-    engine = open_engine(url, create=False, upgrade_schema=False)
+    database = open_database(url, create=False, location=location, upgrade_schema=False)
     try:
-        before = schema_revision(engine)
-        upgrade(engine)
-        return Migration(location or safe_url(url), before, schema_revision(engine))
+        before = schema_revision(database)
+        upgrade(database)
+        return Migration(database.location, before, schema_revision(database))
     finally:
-        engine.dispose()
+        database.dispose()
         stale = _open_repos.pop(url, None)
         if stale is not None:
             stale.close()

@@ -1,7 +1,10 @@
-"""The exceptions stashdb raises on purpose.
+"""The exceptions stashdb raises on purpose: every one of them is defined here.
 
 Every error a user can cause is a `StashError` subclass whose message says what
-happened and what to do next. Anything else escaping stashdb is a bug.
+happened and what to do next, in the library's own terms (the command line
+adds its own hints). Anything else escaping stashdb is a bug. This module
+imports nothing, so that ``except stashdb.RevisionNotFound`` costs no import
+of SQLAlchemy, dill or numpy (tests/test_errors.py).
 """
 
 from __future__ import annotations
@@ -9,19 +12,29 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousRevision",
     "CorruptChunk",
+    "DriverMissing",
+    "ExportError",
+    "InvalidArguments",
+    "InvalidRefName",
     "NameNotInNamespace",
     "NameNotInSnapshot",
+    "NotASessionFile",
     "NotAStore",
+    "NothingToUndo",
     "RefExists",
+    "RefInUse",
     "RefNotFound",
     "RestoreError",
     "RevisionNotFound",
+    "ScriptNotFound",
     "StashError",
+    "StoreLocked",
     "StoreNotFound",
     "StoreUnreachable",
     "StoreWriteError",
     "UnsupportedFormat",
     "VersionMismatchWarning",
+    "WriteConflict",
 ]
 
 
@@ -196,3 +209,106 @@ class StoreUnreachable(StashError):
             f"cannot connect to {location} ({why}); check that the server is running and "
             "that the URL's host, port, user, password and database are right"
         )
+
+
+class StoreLocked(StashError):
+    """Another process held the store's write lock for longer than we were willing to wait."""
+
+    def __init__(self, location: str, waited: float) -> None:
+        self.location = location
+        self.waited = waited
+        super().__init__(
+            f"{location} is locked: another process has held its write lock for the "
+            f"{waited:.1f} s we waited; nothing was written. Try again when that process "
+            "is done, or wait longer (lock_timeout)"
+        )
+
+
+class InvalidRefName(StashError):
+    """A branch or tag name that could not be told apart from a rev."""
+
+    def __init__(self, name: str, why: str = "") -> None:
+        self.name = name
+        detail = f" ({why})" if why else ""
+        super().__init__(
+            f"{name!r} is not a valid branch or tag name{detail}: use letters, digits, '_', "
+            "'-', '.', '/' (not starting with '-'), and not HEAD"
+        )
+
+
+class RefInUse(StashError):
+    """A ref cannot be removed while it is in use (the current branch)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(
+            f"cannot delete {kind} {name!r}: it is the current branch; "
+            "check out another branch first"
+        )
+
+
+class WriteConflict(StashError):
+    """Other writers kept changing what this write depends on, past every retry."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}; nothing was written, try again")
+
+
+class InvalidArguments(StashError):
+    """Arguments that contradict each other or are out of range."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class DriverMissing(StashError):
+    """The database driver a store URL needs is not installed."""
+
+    def __init__(self, location: str, extra: str | None, why: str) -> None:
+        self.location = location
+        self.extra = extra
+        hint = f" (pip install 'stashdb[{extra}]')" if extra else ""
+        super().__init__(
+            f"cannot open {location}: its database driver is not installed{hint}: {why}"
+        )
+
+
+class ScriptNotFound(StashError):
+    """The script to run does not exist or cannot be read."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"cannot run {path}: {why}")
+
+
+class NotASessionFile(StashError):
+    """A file given as a dill session or module file is not one."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(
+            f"{path} is not a dill session file ({why}); give a file written by "
+            "dill.dump_session, dill.dump_module or sessionstash.save_workspace"
+        )
+
+
+class ExportError(StashError):
+    """A snapshot cannot be written to a file in the form asked for."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"cannot write {path}: {why}; nothing was written")
+
+
+class NothingToUndo(StashError):
+    """There is no earlier snapshot of this session to go back to."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(why)

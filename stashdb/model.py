@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 __all__ = [
     "Change",
@@ -16,14 +14,15 @@ __all__ = [
     "Diff",
     "Entry",
     "Failure",
+    "Origin",
+    "Progress",
     "Ref",
     "Rev",
     "Skipped",
     "StoreStats",
     "Version",
-    "commit_from_row",
-    "entries_from_rows",
     "format_size",
+    "link_groups",
     "skipped_of",
 ]
 
@@ -74,6 +73,18 @@ class Entry:
         if self.value_hash is not None and other.value_hash is not None:
             return self.value_hash == other.value_hash
         return self.object_id == other.object_id and self.slot == other.slot
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a commit is made: the namespace, who, which machine, which Python and dill."""
+
+    workspace: str  # the namespace's __name__
+    user: str
+    host: str
+    python: str
+    dill: str
+    packages: dict[str, str]  # third-party package of a stored value -> its version
 
 
 @dataclass(frozen=True)
@@ -134,15 +145,19 @@ class Commit:
         """Names that could not be stored, with their type and the reason."""
         return skipped_of(self.entries)
 
-    def __str__(self) -> str:
+    def summary(self) -> list[str]:
+        """What committing it did, as lines of text (the command line and IPython show these)."""
         lines = [
-            f"commit {self.short_id} on {self.branch}: {self.message or '(no message)'}",
-            f"  stored {len(self.stored)}, reused {len(self.reused)}, "
-            f"skipped {len(self.skipped)}; {self.bytes_written:,} bytes written "
+            f"[{self.branch} {self.short_id}] {self.message or '(no message)'}",
+            f"stored {len(self.stored)}, reused {len(self.reused)}, "
+            f"skipped {len(self.skipped)}; {format_size(self.bytes_written)} written "
             f"in {self.chunks_written} chunks",
         ]
         lines += [f"  skipped {s.name} ({s.type_name}): {s.reason}" for s in self.skipped]
-        return "\n".join(lines)
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.summary())
 
 
 @dataclass(frozen=True)
@@ -257,16 +272,37 @@ class CheckoutReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every name asked for was restored."""
         return not self.failed
 
-    def __str__(self) -> str:
-        lines = [f"checked out {self.commit.short_id}: restored {len(self.restored)}"
-                 + (f", kept {len(self.kept)} unchanged" if self.kept else "")
-                 + (f", removed {len(self.removed)}" if self.removed else "")]
-        lines += [f"  skipped at commit {s.name} ({s.type_name}): {s.reason}" for s in self.skipped]
-        lines += [f"  failed {f.name}: {f.reason}" for f in self.failed]
+    def summary(self, title: str | None = None) -> list[str]:
+        """The report as lines of text: one of counts, then one per name left as it was.
+
+        The command line and the IPython extension show exactly these lines.
+        """
+        parts = [f"restored {len(self.restored)}{_listing(self.restored)}"]
+        if self.kept:
+            parts.append(f"kept {len(self.kept)} unchanged in memory")
+        if self.removed:
+            parts.append(f"removed {len(self.removed)}{_listing(self.removed)}")
+        lines = [f"{title or f'checked out {self.commit.short_id}'}: " + "; ".join(parts)]
+        lines += [
+            f"  skipped at commit, left as is: {s.name} ({s.type_name}): {s.reason}"
+            for s in self.skipped
+        ]
+        lines += [f"  not restored, left as is: {f.name}: {f.reason}" for f in self.failed]
         lines += [f"  warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.summary())
+
+
+def _listing(names: list[str], most: int = 8) -> str:
+    if not names:
+        return ""
+    more = ", …" if len(names) > most else ""
+    return f" ({', '.join(names[:most])}{more})"
 
 
 @dataclass(frozen=True)
@@ -306,6 +342,11 @@ class StoreStats:
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
+#: Called as ``progress(done_bytes, total_bytes)`` while values are stored or
+#: restored. A commit's total is an estimate (a value's size is known only once
+#: it is pickled) and grows if the work turns out larger.
+Progress = Callable[[int, int], None]
+
 #: Anything that names a commit: a rev string (id, short id, tag, branch, HEAD,
 #: REV~N) or a `Commit`.
 Rev = str | Commit
@@ -327,58 +368,16 @@ def skipped_of(entries: Iterable[Entry]) -> list[Skipped]:
     return [Skipped(e.name, e.type_name, e.reason or "") for e in entries if e.skipped]
 
 
-def commit_from_row(
-    row: Any, parents: list[str], entries: list[Entry], tags: list[str]
-) -> Commit:
-    """A Commit from a ``commits`` row (any object with its columns as attributes)."""
-    return Commit(
-        id=row.id,
-        message=row.message,
-        parents=tuple(parents),
-        time=datetime.fromtimestamp(row.time, tz=timezone.utc),
-        branch=row.branch,
-        workspace=row.workspace,
-        user=row.user,
-        host=row.host,
-        python=row.python,
-        dill=row.dill,
-        packages=json.loads(row.packages),
-        chunks_written=row.chunks_written,
-        bytes_written=row.bytes_written,
-        entries=tuple(entries),
-        tags=tuple(sorted(tags)),
-    )
-
-
-def entries_from_rows(rows: list[Any]) -> list[Entry]:
-    """Entries from one commit's ``entries`` rows, sorted by name; group members know each other."""
-    groups: dict[bytes, list[str]] = {}
-    for r in rows:
-        if r.slot is not None:
-            groups.setdefault(bytes(r.object_id), []).append(r.name)
-    entries = []
-    for r in rows:
-        object_id = bytes(r.object_id) if r.object_id is not None else None
-        group = groups.get(object_id, []) if (object_id and r.slot is not None) else []
-        entries.append(
-            Entry(
-                name=r.name,
-                kind=r.kind,
-                status=r.status,
-                type_name=r.type_name,
-                size=r.size,
-                stored_size=r.stored_size,
-                seconds=r.seconds,
-                preview=r.preview,
-                shape=r.shape,
-                literal=r.literal,
-                reason=r.reason,
-                module=r.module,
-                version=r.version,
-                object_id=object_id.hex() if object_id else None,
-                slot=r.slot,
-                value_hash=r.value_hash,
-                group=tuple(n for n in group if n != r.name),
-            )
-        )
-    return entries
+def link_groups(entries: Iterable[Entry]) -> list[Entry]:
+    """The entries with ``group`` set: the other names that share each one's object."""
+    entries = list(entries)
+    members: dict[str, list[str]] = {}
+    for e in entries:
+        if e.slot is not None and e.object_id is not None:
+            members.setdefault(e.object_id, []).append(e.name)
+    linked = []
+    for e in entries:
+        names = members.get(e.object_id or "", []) if e.slot is not None else []
+        group = tuple(n for n in names if n != e.name)
+        linked.append(e if e.group == group else replace(e, group=group))
+    return linked

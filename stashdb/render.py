@@ -1,7 +1,12 @@
-"""How the command line shows things: rich tables for people, JSON for programs.
+"""How stashdb shows things, for the command line and IPython alike: rich text and tables
+for people, JSON for programs.
 
-Everything here formats metadata the library already returned; nothing opens
-a store or unpickles a value. JSON keys are a contract (docs/cli.md).
+One renderer for every face: ``stashdb show`` and ``%stash show`` print the
+same header and table, a checkout report is the same lines everywhere (the
+text itself is `CheckoutReport.summary`, so ``print(report)`` in Python says
+the same). Everything here formats metadata the library already returned;
+nothing opens a store or unpickles a value. Stored strings are never read as
+rich markup. JSON keys are a contract (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ from stashdb.model import (
     Commit,
     Diff,
     Entry,
+    Ref,
     StoreStats,
     Version,
     format_size,
 )
-from stashdb.refs import Ref
 
 __all__ = [
     "checkout_json",
+    "checkout_report",
+    "commit_header",
     "commit_json",
+    "commit_report",
     "diff_json",
     "diff_table",
     "du_table",
@@ -170,6 +178,49 @@ def checkout_json(report: CheckoutReport) -> dict[str, Any]:
         "failed": [{"name": f.name, "reason": f.reason} for f in report.failed],
         "warnings": report.warnings,
     }
+
+
+# -- reports ------------------------------------------------------------------
+
+
+def commit_report(commit: Commit) -> Text:
+    """What a commit did: ``[branch id] message``, counts, then each skipped name."""
+    first, counts, *skipped = commit.summary()
+    text = Text()
+    text.append("[")
+    text.append(commit.branch, style="bold")
+    text.append(" ")
+    text.append(commit.short_id, style="yellow")
+    text.append(f"] {first.split('] ', 1)[1]}\n{counts}")
+    for line in skipped:
+        text.append("\n")
+        text.append(line, style="red")
+    return text
+
+
+def commit_header(commit: Commit) -> Text:
+    """The head of ``show``: id, branch, tags, date, author, versions, message."""
+    text = Text()
+    text.append("commit ")
+    text.append(commit.id, style="yellow")
+    text.append(f"  ({commit.branch})")
+    if commit.tags:
+        text.append(f"  tags: {', '.join(commit.tags)}")
+    when = f"{commit.time.astimezone():%Y-%m-%d %H:%M:%S %z}"
+    text.append(f"\ndate   {when}   by {commit.user}@{commit.host}")
+    text.append(f"\npython {commit.python}, dill {commit.dill}")
+    text.append(f"\n\n    {commit.message or '(no message)'}\n")
+    return text
+
+
+def checkout_report(report: CheckoutReport, title: str | None = None) -> Text:
+    """A checkout's `CheckoutReport.summary`, names left as they were in red, warnings in yellow."""
+    first, *rest = report.summary(title)
+    text = Text(first)
+    for line in rest:
+        text.append("\n")
+        text.append(line, style="yellow" if line.startswith("  warning") else "red")
+    return text
 
 
 # -- tables -------------------------------------------------------------------

@@ -16,18 +16,10 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
-from stashdb.dillfiles import main_module
-from stashdb.errors import StashError
+from stashdb.errors import ScriptNotFound
+from stashdb.workspace.main_module import main_module
 
-__all__ = ["ScriptNotFound", "ScriptRun", "load_script", "running_script"]
-
-
-class ScriptNotFound(StashError):
-    """The script to run does not exist or cannot be read."""
-
-    def __init__(self, path: str, why: str) -> None:
-        self.path = path
-        super().__init__(f"cannot run {path}: {why}")
+__all__ = ["ScriptRun", "load_script", "running_script"]
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Shared fixtures: real stores (SQLite files, PostgreSQL schemas) and fresh interpreters.
 
 Backend-facing tests take the `repo` (or `store_url`) fixture and run once per
-backend. PostgreSQL runs when STASHDB_TEST_POSTGRES_URL names a server (CI sets
-it); without it those cases skip, saying why.
+read path: SQLite read through the standard library's sqlite3 (``sqlite``),
+SQLite read through SQLAlchemy (``sqlite-sqlalchemy``, a ``sqlite+pysqlite://``
+URL), and PostgreSQL. PostgreSQL runs when STASHDB_TEST_POSTGRES_URL names a
+server (CI sets it); without it those cases skip, saying why.
 """
 
 from __future__ import annotations
@@ -17,20 +19,34 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 import stashdb
-from stashdb.api import _open_repos
 
 POSTGRES_ENV = "STASHDB_TEST_POSTGRES_URL"
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "sqlite-sqlalchemy", "postgresql"]
 
 
 def close_open_repos() -> None:
-    for repo in _open_repos.values():
-        repo.close()
-    _open_repos.clear()
+    stashdb.close_all()
+
+
+@contextlib.contextmanager
+def raw_connection(repo: stashdb.Repo) -> Iterator[Any]:
+    """A SQLAlchemy connection of our own to the repo's database, inside a transaction.
+
+    For what a test does behind stashdb's back: damage, rows from elsewhere.
+    """
+    from sqlalchemy import create_engine
+
+    engine = create_engine(repo.url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def postgres_url() -> str:
@@ -68,9 +84,11 @@ def postgres_schema(base_url: str) -> Iterator[str]:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a new, empty store, once on each backend."""
+    """The URL of a new, empty store, once on each backend and read path."""
     if request.param == "sqlite":
         yield stashdb.init(tmp_path).url
+    elif request.param == "sqlite-sqlalchemy":
+        yield stashdb.init("sqlite+pysqlite:///" + quote(str(tmp_path / "store.db"))).url
     else:
         with postgres_schema(postgres_url()) as url:
             yield stashdb.init(url).url

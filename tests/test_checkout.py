@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import stashdb
-from conftest import last_json, run_python
-from stashdb.db import schema
+from conftest import last_json, raw_connection, run_python
+from stashdb.storage import schema
 
 
 def test_exact_checkout_makes_the_namespace_equal_the_snapshot(repo: stashdb.Repo) -> None:
@@ -125,7 +125,7 @@ def test_checkout_warns_when_python_or_dill_differ(repo: stashdb.Repo) -> None:
     commit = repo.commit(namespace={"x": 1, "f": lambda: 1})
     from sqlalchemy import update
 
-    with repo.store.engine.begin() as conn:  # as if written elsewhere
+    with raw_connection(repo) as conn:  # as if written elsewhere
         conn.execute(
             update(schema.commits)
             .where(schema.commits.c.id == commit.id)
@@ -162,7 +162,7 @@ def test_a_damaged_chunk_fails_only_its_variable(repo: stashdb.Repo) -> None:
 
     commit = repo.commit(namespace={"good": [1, 2, 3], "bad": "x" * 5000})
     bad_object = bytes.fromhex(commit.entry("bad").object_id or "")
-    with repo.store.engine.begin() as conn:
+    with raw_connection(repo) as conn:
         chunk = conn.execute(
             select(schema.object_chunks.c.chunk_id).where(
                 schema.object_chunks.c.object_id == bad_object
@@ -205,7 +205,9 @@ def test_a_failed_read_ahead_batch_is_read_again_and_fails_nothing_else(
 
     values = {"small": 1.5, "big": np.arange(300_000), "other": "x" * 10, "big2": np.ones(400_000)}
     repo.commit(namespace=values)
-    source = type(repo._reads.chunks)
+    from stashdb.storage.reader import Reader
+
+    source = Reader
     real = source.read_many
     calls: list[int] = []
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 import stashdb
-from stashdb.chunks import CHUNK_SIZE
-from stashdb.db import schema
+from conftest import raw_connection
+from stashdb.storage import schema
+from stashdb.storage.chunking import CHUNK_SIZE
 
 
 def count_chunks(repo: stashdb.Repo) -> int:
     from sqlalchemy import func, select
 
-    with repo.store.engine.connect() as conn:
+    with raw_connection(repo) as conn:
         return conn.execute(select(func.count()).select_from(schema.chunks)).scalar_one()
 
 
 def store_bytes(repo: stashdb.Repo) -> int:
     from sqlalchemy import func, select
 
-    with repo.store.engine.connect() as conn:
+    with raw_connection(repo) as conn:
         return conn.execute(select(func.sum(func.length(schema.chunks.c.data)))).scalar_one()
 
 

@@ -10,13 +10,14 @@ import pandas as pd
 from sqlalchemy import func, select
 
 import stashdb
-from stashdb.chunks import CHUNK_SIZE, CODEC_RAW, CODEC_ZSTD
-from stashdb.db import schema
+from conftest import raw_connection
+from stashdb.storage import schema
+from stashdb.storage.chunking import CHUNK_SIZE, CODEC_RAW, CODEC_ZSTD
 
 
 def codecs(repo: stashdb.Repo, object_id: str) -> set[int]:
     c, oc = schema.chunks.c, schema.object_chunks.c
-    with repo.store.engine.connect() as conn:
+    with raw_connection(repo) as conn:
         return set(conn.execute(
             select(c.codec).join(schema.object_chunks, oc.chunk_id == c.id)
             .where(oc.object_id == bytes.fromhex(object_id))
@@ -28,7 +29,7 @@ def test_a_value_over_a_gigabyte_round_trips(repo: stashdb.Repo) -> None:
     big = np.arange(1_100_000_000 // 8, dtype=np.int64)
     commit = repo.commit(namespace={"big": big})
     assert commit.entry("big").size > 1_000_000_000
-    with repo.store.engine.connect() as conn:
+    with raw_connection(repo) as conn:
         largest = conn.execute(select(func.max(schema.chunks.c.raw_size))).scalar_one()
     assert largest <= CHUNK_SIZE
     restored = repo.at(commit.id)["big"]

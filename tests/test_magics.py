@@ -268,7 +268,7 @@ def test_the_profile_setting_loads_the_extension(tmp_path: Path) -> None:
 
 
 def test_names_in_code_sees_reads_writes_deletes_and_magic_code() -> None:
-    from stashdb.ipython import names_in_code, reachable_names
+    from stashdb.workspace.tracker import names_in_code, reachable_names
 
     assert names_in_code("a = b + c.d\ndel e\nimport f.g as h\nfor i in j: pass") == {
         "a", "b", "c", "e", "h", "i", "j",
@@ -300,7 +300,7 @@ def test_names_in_code_sees_reads_writes_deletes_and_magic_code() -> None:
 def test_the_branch_is_named_after_the_notebook_or_the_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from stashdb.ipython import branch_for_session
+    from stashdb.ipython.shell import branch_for_session
 
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     assert branch_for_session({"__session__": "/home/me/My Analysis (v2).ipynb"}) == (

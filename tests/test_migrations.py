@@ -18,18 +18,18 @@ from sqlalchemy import MetaData, Table, create_engine, inspect, select
 from typer.testing import CliRunner
 
 import stashdb
-from conftest import BACKENDS, postgres_schema, postgres_url
+from conftest import BACKENDS, postgres_schema, postgres_url, raw_connection
 from stashdb.cli import app
-from stashdb.db import schema
-from stashdb.db.engine import migrations_dir, schema_revision, upgrade
-from stashdb.db.format import SCHEMA_REVISIONS
+from stashdb.storage import schema
+from stashdb.storage.engine import connect, migrations_dir, schema_revision, upgrade
+from stashdb.storage.format import SCHEMA_REVISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 REV1 = ROOT / "tests" / "data" / "store-rev1.db"
 
 
 def test_migrations_match_the_schema_module(repo: stashdb.Repo) -> None:
-    with repo.store.engine.connect() as conn:
+    with raw_connection(repo) as conn:
         drift = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert drift == []
 
@@ -60,15 +60,17 @@ def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
 
 def _revision_1_store(backend: str, tmp_path: Path, stack: list[object]) -> str:
     """The URL of a store holding the revision-1 fixture's data, at revision 0001."""
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         copy = tmp_path / "old.db"
         shutil.copy(REV1, copy)
-        return f"sqlite:///{copy}"
+        return f"sqlite:///{copy}" if backend == "sqlite" else f"sqlite+pysqlite:///{copy}"
     context = postgres_schema(postgres_url())
     url = context.__enter__()
     stack.append(context)
+    database = connect(url)
+    upgrade(database, "0001")  # the schema as revision 0001 made it
+    database.dispose()
     target = create_engine(url)
-    upgrade(target, "0001")  # the schema as revision 0001 made it
     source = create_engine(f"sqlite:///{REV1}")
     with source.connect() as src, target.begin() as dst:
         for table in schema.metadata.sorted_tables:
@@ -90,14 +92,16 @@ def test_a_revision_1_store_is_upgraded_on_open_and_keeps_everything(
     contexts: list[object] = []
     try:
         url = _revision_1_store(backend, tmp_path, contexts)
-        probe = create_engine(url)
+        probe = connect(url)
         assert schema_revision(probe) == "0001"
-        assert "ix_entries_name" not in {i["name"] for i in inspect(probe).get_indexes("entries")}
+        assert "ix_entries_name" not in {
+            i["name"] for i in inspect(probe.engine).get_indexes("entries")
+        }
         probe.dispose()
 
         repo = stashdb.open(url)
-        assert schema_revision(repo.store.engine) == SCHEMA_REVISIONS[-1]
-        with repo.store.engine.connect() as conn:
+        assert schema_revision(repo.storage.database) == SCHEMA_REVISIONS[-1]
+        with raw_connection(repo) as conn:
             names = {i["name"] for i in inspect(conn).get_indexes("entries")}
         assert "ix_entries_name" in names
         assert [c.message for c in repo.log(all=True)] == ["on side", "second", "first"]
@@ -130,10 +134,10 @@ def test_a_store_from_a_newer_stashdb_with_a_compatible_revision_still_opens(
     from sqlalchemy import text
 
     # A later stashdb adds a revision that keeps format 1 (an index, say).
-    with repo.store.engine.begin() as conn:
+    with raw_connection(repo) as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     repo.close()
-    stashdb.api._open_repos.clear()
+    stashdb.close_all()
     reopened = stashdb.open(repo.url)
     reopened.commit(namespace={"x": 1})
-    assert schema_revision(reopened.store.engine) == "0099"
+    assert schema_revision(reopened.storage.database) == "0099"

@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 import stashdb
+from conftest import raw_connection
 from stashdb.cli import app
-from stashdb.db import schema
+from stashdb.storage import schema
 
 # A workspace that is a pure function of its number, so any commit can be checked
 # against what it must hold. Some values change every time, some never do.
@@ -187,7 +188,7 @@ def _chunk_of(repo: stashdb.Repo, commit: stashdb.Commit, name: str) -> bytes:
     from sqlalchemy import select
 
     object_id = bytes.fromhex(commit.entry(name).object_id or "")
-    with repo.store.engine.connect() as conn:
+    with raw_connection(repo) as conn:
         return bytes(conn.execute(
             select(schema.object_chunks.c.chunk_id)
             .where(schema.object_chunks.c.object_id == object_id)
@@ -199,7 +200,7 @@ def _flip_byte(repo: stashdb.Repo, chunk: bytes) -> None:
     from sqlalchemy import select, update
 
     c = schema.chunks.c
-    with repo.store.engine.begin() as conn:  # damage done behind stashdb's back
+    with raw_connection(repo) as conn:  # damage done behind stashdb's back
         data = conn.execute(select(c.data).where(c.id == chunk)).scalar_one()
         damaged = bytes([data[0] ^ 0x01]) + data[1:]
         conn.execute(update(schema.chunks).where(c.id == chunk).values(data=damaged))
@@ -231,7 +232,7 @@ def test_a_missing_chunk_and_a_missing_object_are_reported(repo: stashdb.Repo) -
 
     commit = repo.commit(namespace={"a": list(range(1000)), "b": "text" * 500, "c": 3})
     chunk = _chunk_of(repo, commit, "a")
-    with repo.store.engine.begin() as conn:
+    with raw_connection(repo) as conn:
         conn.execute(delete(schema.chunks).where(schema.chunks.c.id == chunk))
         b_object = bytes.fromhex(commit.entry("b").object_id or "")
         conn.execute(delete(schema.objects).where(schema.objects.c.id == b_object))
@@ -248,7 +249,7 @@ def test_a_truncated_database_is_a_clear_error(tmp_path: Path) -> None:
     repo = stashdb.init(tmp_path)
     repo.commit(namespace={"x": os.urandom(2_000_000)})
     repo.close()
-    stashdb.api._open_repos.clear()
+    stashdb.close_all()
     db = tmp_path / ".stashdb" / "stash.db"
     db.write_bytes(db.read_bytes()[: 3 * 65536])
     result = CliRunner().invoke(app, ["verify", "--store", str(tmp_path)])
@@ -264,7 +265,7 @@ def test_prune_keeps_tags_heads_and_what_others_reach(repo: stashdb.Repo) -> Non
     repo.tag("release", made[2].id)
     repo.branch("side", made[4].id)
     repo.commit("s1", namespace={"side": True}, branch="side")
-    before = repo.store.stats()
+    before = repo.stats()
 
     report = repo.prune(keep_last=3)
     # Kept: the newest three, side's fork point m4, the tagged m2.
@@ -273,7 +274,7 @@ def test_prune_keeps_tags_heads_and_what_others_reach(repo: stashdb.Repo) -> Non
     assert repo.show(made[7].id).parents == (made[4].id,)  # re-linked over m6, m5
     assert [c.message for c in repo.log(branch="side")] == ["s1", "m4", "m2"]
     assert report.gc.chunks >= 2 and report.gc.bytes >= 40_000
-    assert repo.store.stats().stored_bytes < before.stored_bytes
+    assert repo.stats().stored_bytes < before.stored_bytes
     assert repo.verify().ok
 
     repo.delete_branch("side")
@@ -291,7 +292,7 @@ def test_prune_keeps_tags_heads_and_what_others_reach(repo: stashdb.Repo) -> Non
 
 def test_gc_frees_what_no_commit_refers_to(repo: stashdb.Repo) -> None:
     repo.commit(namespace={"x": 1})
-    writer = repo.store.chunks.writer()
+    writer = repo.storage.object_writer()
     writer.put("pickle", [os.urandom(100_000)])  # as an interrupted commit leaves it
     writer.flush()
     assert repo.gc().chunks == 0  # written just now: maybe a commit in flight, so spared
@@ -308,7 +309,7 @@ def test_a_file_size_limit_fails_the_commit_and_keeps_the_store(tmp_path: Path) 
     repo = stashdb.init(tmp_path)
     repo.commit("before", namespace={"small": [1, 2, 3]})
     repo.close()
-    stashdb.api._open_repos.clear()
+    stashdb.close_all()
     db = tmp_path / ".stashdb" / "stash.db"
     limit = db.stat().st_size + 300_000
 
@@ -334,21 +335,18 @@ def test_a_file_size_limit_fails_the_commit_and_keeps_the_store(tmp_path: Path) 
 
 
 def test_a_commit_whose_objects_gc_took_is_refused_not_written(repo: stashdb.Repo) -> None:
-    from stashdb.store import ObjectsCollected
-    from stashdb.workspace import capture, environment
+    from stashdb.storage.commits import ObjectsCollected
+    from stashdb.workspace.capture import capture
+    from stashdb.workspace.environment import origin
 
     ns = {"blob": os.urandom(100_000)}
-    writer = repo.store.chunks.writer()
+    writer = repo.storage.object_writer()
     captured = capture(ns, ["blob"], writer)
     writer.flush()  # the commit's objects are in; its final transaction is not yet
     assert repo.gc(grace=0).objects == 1  # a gc without grace runs in between, takes them
-    metadata = environment("__main__") | {
-        "packages": "{}", "stored": 1, "reused": 0, "skipped": 0,
-        "chunks_written": captured.chunks_written, "bytes_written": captured.bytes_written,
-    }
     with pytest.raises(ObjectsCollected):
-        repo.store.write_commit(
-            branch="main", message="x", entries=captured.entries, metadata=metadata
+        repo.storage.commits.write_commit(
+            branch="main", message="x", entries=captured.entries, origin=origin("__main__", {})
         )
     assert repo.log() == [] and repo.verify().ok
     commit = repo.commit("again", namespace=ns)  # Repo.commit stores them again
@@ -360,7 +358,7 @@ def test_prune_keep_days_drops_only_older_commits(repo: stashdb.Repo) -> None:
 
     made = [repo.commit(f"d{i}", namespace={"i": i}) for i in range(4)]
     ten_days_ago = time.time() - 10 * 86400
-    with repo.store.engine.begin() as conn:  # as if they were made back then
+    with raw_connection(repo) as conn:  # as if they were made back then
         conn.execute(
             update(schema.commits)
             .where(schema.commits.c.id.in_([c.id for c in made[:2]]))

@@ -9,7 +9,8 @@ import types
 
 import numpy as np
 
-from stashdb.serialize import OUT_OF_BAND_MIN, WorkspaceRefs, dumps, find_groups, loads
+from stashdb.pickling.grouping import find_groups
+from stashdb.pickling.pickler import OUT_OF_BAND_MIN, WorkspaceRefs, dumps, loads
 
 
 def workspace(**values: object) -> dict[str, object]:

@@ -9,7 +9,7 @@ import pandas as pd
 
 import stashdb
 from conftest import last_json, run_python
-from stashdb.serialize import find_groups
+from stashdb.pickling.grouping import find_groups
 
 
 def test_aliases_and_shared_inner_objects_keep_identity_in_a_fresh_process(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 import stashdb
-from conftest import run_python
-from stashdb.db.format import FORMAT_VERSION
+from conftest import raw_connection, run_python
+from stashdb.storage.format import FORMAT_VERSION
 
 
 def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_a_truncated_store_is_not_a_traceback(tmp_path: Path) -> None:
     repo = stashdb.init(tmp_path / "p")
     repo.commit(namespace={"x": list(range(100_000))})
     repo.close()
-    stashdb.api._open_repos.clear()
+    stashdb.close_all()
     db = tmp_path / "p" / ".stashdb" / "stash.db"
     db.write_bytes(db.read_bytes()[:1000])
     with pytest.raises(stashdb.NotAStore):
@@ -84,10 +84,10 @@ def test_a_truncated_store_is_not_a_traceback(tmp_path: Path) -> None:
 
 def test_a_store_of_a_newer_format_is_refused(tmp_path: Path) -> None:
     repo = stashdb.init(tmp_path / "p")
-    with repo.store.engine.begin() as conn:
+    with raw_connection(repo) as conn:
         conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'format_version'"))
     repo.close()
-    stashdb.api._open_repos.clear()
+    stashdb.close_all()
     with pytest.raises(stashdb.UnsupportedFormat, match="upgrade stashdb") as info:
         stashdb.log(repo=tmp_path / "p")
     assert (info.value.found, info.value.supported) == (99, FORMAT_VERSION)
@@ -142,30 +142,39 @@ def test_reading_a_sqlite_store_does_not_import_sqlalchemy(tmp_path: Path) -> No
     assert result.stdout.split("\n")[:2] == ["[1, 2] [1, 2] two False", "True"]
 
 
-def test_the_sqlite_reader_and_the_store_read_the_same_commits(repo: stashdb.Repo) -> None:
-    from stashdb.db.sqlite_reader import SQLiteReader
+def test_both_read_drivers_read_the_same_store_alike(tmp_path: Path) -> None:
+    # The same SQLite file through the sqlite3 driver and through SQLAlchemy:
+    # one set of queries, so every answer must be equal.
+    from stashdb.storage.engine import open_database
+    from stashdb.storage.engine_driver import EngineDriver
+    from stashdb.storage.reader import Reader
+    from stashdb.storage.sqlite_driver import SQLiteDriver
 
+    repo = stashdb.init(tmp_path)
     shared = [1, 2]
     repo.commit("one", namespace={"a": shared, "b": shared, "gen": (i for i in "x"), "n": 1})
     second = repo.commit("two", namespace={"a": [3], "n": 2})
     repo.tag("v1", "HEAD~1")
-    reader = SQLiteReader.open(repo.url)
-    if repo.url.startswith("postgresql"):
-        assert reader is None  # only SQLite stores are read this way
-        return
-    assert reader is not None
+    path = tmp_path / ".stashdb" / "stash.db"
+    light_driver = SQLiteDriver.open(path, lock_timeout=5)
+    assert light_driver is not None
+    database = open_database(repo.url, create=False)
+    light, engine = Reader(light_driver), Reader(EngineDriver(database))
     try:
         for rev in ("HEAD", "HEAD~1", "v1", second.id[:6], "main^"):
-            commit_id = repo.store.resolve(rev)
-            assert reader.resolve(rev) == commit_id
-            assert reader.get_commit(commit_id) == repo.store.get_commit(commit_id)
-        assert reader.list_refs("tag") == repo.store.list_refs("tag")
+            assert light.resolve(rev) == engine.resolve(rev)
+            assert light.show(rev) == engine.show(rev)
+        assert light.list_refs() == engine.list_refs() and light.head() == engine.head()
+        assert light.log(all=True) == engine.log(all=True)
+        assert light.history("a") == engine.history("a") and light.stats() == engine.stats()
+        assert light.diff("v1", "HEAD") == engine.diff("v1", "HEAD")
         with pytest.raises(stashdb.RevisionNotFound):
-            reader.resolve("nope")
+            light.resolve("nope")
         ids = [bytes.fromhex(e.object_id) for e in second.entries if e.object_id]
-        assert reader.read_many(ids) == repo.store.chunks.read_many(ids)
+        assert light.read_many(ids) == engine.read_many(ids)
     finally:
-        reader.close()
+        light.close()
+        database.dispose()
 
 
 def test_a_store_at_an_older_revision_opens_through_the_engine_and_is_upgraded(
@@ -173,15 +182,14 @@ def test_a_store_at_an_older_revision_opens_through_the_engine_and_is_upgraded(
 ) -> None:
     import shutil
 
-    from stashdb.db.sqlite_reader import SQLiteReader
+    from stashdb.storage.sqlite_driver import SQLiteDriver
 
     db = tmp_path / "old.db"
     shutil.copy(Path(__file__).parent / "data" / "store-rev1.db", db)
-    assert SQLiteReader.open(f"sqlite:///{db}") is None  # not at the newest revision
+    assert SQLiteDriver.open(db, lock_timeout=5) is None  # not at the newest revision
     repo = stashdb.open(db)
     assert repo.log()  # opened (and upgraded) through the engine
-    assert SQLiteReader.open(f"sqlite:///{db}") is not None
-
+    assert SQLiteDriver.open(db, lock_timeout=5) is not None
 
 
 def test_a_repo_in_a_namespace_is_stored_as_its_location(repo: stashdb.Repo) -> None:

@@ -1,44 +1,25 @@
-"""Storing objects as chunks, and reading them back (the SQLAlchemy side).
+"""Writing objects as chunks, in batched write transactions.
 
-How parts are cut, named and put back together is `stashdb.chunking`; this
-module writes chunks and objects in batched transactions and reads them.
+How parts are cut, named and put back together is `stashdb.storage.chunking`;
+what the store already has is asked through the read side
+(`stashdb.storage.reader`), so an unchanged value costs its hashing and one
+batched lookup, and nothing is written twice.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy import Connection, Table
 
-from stashdb import chunking
-from stashdb.chunking import (
-    CHUNK_SIZE,
-    CODEC_RAW,
-    CODEC_ZSTD,
-    ChunkPlace,
-    assemble,
-    chunk_id,
-    object_id_of,
-    verify_chunk,
-)
-from stashdb.db import schema
-from stashdb.db.engine import read_transaction, write_transaction
-from stashdb.errors import CorruptChunk
+from stashdb.storage import chunking, schema
+from stashdb.storage.chunking import CODEC_RAW, CODEC_ZSTD
+from stashdb.storage.engine import Database
 
-__all__ = [
-    "CHUNK_SIZE",
-    "CODEC_RAW",
-    "CODEC_ZSTD",
-    "ChunkStore",
-    "ObjectWriter",
-    "StoredObject",
-    "chunk_id",
-    "object_id_of",
-    "verify_chunk",
-]
+__all__ = ["Lookups", "ObjectWriter", "StoredObject", "insert_if_absent"]
 
 #: Parts smaller than this are stored raw: compressing them saves nothing worth the time.
 _MIN_COMPRESS = 512
@@ -48,10 +29,20 @@ _SAMPLE = 64 * 1024
 _MAX_RATIO = 0.9
 #: Pending chunk bytes that trigger a write transaction.
 _FLUSH_BYTES = 64 * 1024 * 1024
-#: Chunk rows per INSERT statement.
+#: Chunk rows per INSERT statement (bench/bench_settings.py: 16, 64 and 256 measure alike).
 _INSERT_ROWS = 64
-#: Bound parameters per IN (...) query; SQLite's limit is 32766, PostgreSQL's 65535.
-_BATCH = 500
+
+
+class Lookups(Protocol):
+    """What a writer asks the store about: which objects and chunks it has already."""
+
+    def object_sizes(self, object_ids: Iterable[bytes]) -> dict[bytes, int]:
+        """``{object id: stored size}`` of those the store has."""
+        ...
+
+    def chunk_sizes(self, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
+        """``{chunk id: stored bytes}`` of those the store has."""
+        ...
 
 
 def insert_if_absent(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -103,8 +94,9 @@ class ObjectWriter:
     the objects.
     """
 
-    def __init__(self, engine: Engine, *, compress: bool = True) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, lookups: Lookups, *, compress: bool = True) -> None:
+        self._database = database
+        self._lookups = lookups
         self._compress = compress  # False: every chunk raw (same ids, same values)
         self._pending = _Pending()
         self._written: dict[bytes, int] = {}  # chunks flushed ahead of their objects
@@ -188,7 +180,7 @@ class ObjectWriter:
         pending = self._pending
         if not pending.objects and not pending.chunks:
             return
-        with write_transaction(self._engine) as conn:
+        with self._database.write() as conn:
             self.write_pending(conn)
         self.forget_pending()
 
@@ -217,7 +209,7 @@ class ObjectWriter:
 
     def _flush_chunks(self) -> None:
         """Write the pending chunks only (their object rows follow in a later flush)."""
-        with write_transaction(self._engine) as conn:
+        with self._database.write() as conn:
             self._insert_chunks(conn)
         # Their sizes stay known to this writer: later objects may reuse them.
         self._written.update({cid: len(row["data"]) for cid, row in self._pending.chunks.items()})
@@ -233,8 +225,9 @@ class ObjectWriter:
         """Stored sizes of the objects among ``ids`` that the store (or this batch) has."""
         pending = self._pending.stored_sizes
         found = {oid: pending[oid] for oid in ids if oid in pending}
-        o = schema.objects.c
-        found.update(self._sizes_in_store(o.id, o.stored_size, ids - found.keys()))
+        rest = ids - found.keys()
+        if rest:
+            found.update(self._lookups.object_sizes(rest))
         return found
 
     def _existing_chunks(self, ids: set[bytes]) -> dict[bytes, int]:
@@ -242,20 +235,9 @@ class ObjectWriter:
         pending = self._pending.chunks
         found = {cid: len(pending[cid]["data"]) for cid in ids if cid in pending}
         found.update({cid: self._written[cid] for cid in ids if cid in self._written})
-        c = schema.chunks.c
-        found.update(self._sizes_in_store(c.id, func.length(c.data), ids - found.keys()))
-        return found
-
-    def _sizes_in_store(self, key: Any, size: Any, ids: set[bytes]) -> dict[bytes, int]:
-        """``{id: size}`` for the ``ids`` found in ``key``'s table, in batched IN queries."""
-        todo = list(ids)
-        found: dict[bytes, int] = {}
-        if not todo:
-            return found
-        with self._engine.connect() as conn:
-            for start in range(0, len(todo), _BATCH):
-                query = select(key, size).where(key.in_(todo[start : start + _BATCH]))
-                found.update({bytes(k): n for k, n in conn.execute(query)})
+        rest = ids - found.keys()
+        if rest:
+            found.update(self._lookups.chunk_sizes(rest))
         return found
 
     def _worth_compressing(self, view: memoryview) -> bool:
@@ -273,51 +255,3 @@ class ObjectWriter:
                 return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_ZSTD, "data": packed}
         # The view itself, not a copy: the driver reads the buffer in place.
         return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_RAW, "data": data}
-
-
-class ChunkStore:
-    """Reads objects back, checking every chunk against its hash (format rule 5)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def writer(self, *, compress: bool = True) -> ObjectWriter:
-        return ObjectWriter(self._engine, compress=compress)
-
-    def read_many(
-        self, object_ids: Iterable[bytes]
-    ) -> dict[bytes, tuple[str, list[Any]] | CorruptChunk]:
-        """Several objects in one read transaction; a damaged one does not stop the others.
-
-        Returns:
-            For each object id, its pickler name and parts, or the `CorruptChunk`
-            that reading it ran into.
-        """
-        ids = list(dict.fromkeys(object_ids))
-        oc, ob = schema.object_chunks.c, schema.objects.c
-        with read_transaction(self._engine) as conn:
-            heads: dict[bytes, tuple[str, int]] = {}
-            places: list[ChunkPlace] = []
-            for start in range(0, len(ids), _BATCH):
-                batch = ids[start : start + _BATCH]
-                query = select(ob.id, ob.pickler, ob.parts).where(ob.id.in_(batch))
-                heads.update({bytes(r.id): (r.pickler, r.parts) for r in conn.execute(query)})
-                places += [
-                    ChunkPlace(bytes(r.object_id), r.part, r.seq, bytes(r.chunk_id), r.raw_size)
-                    for r in conn.execute(
-                        select(oc.object_id, oc.part, oc.seq, oc.chunk_id, oc.raw_size)
-                        .where(oc.object_id.in_(batch))
-                        .order_by(oc.object_id, oc.part, oc.seq)
-                    )
-                ]
-            return assemble(ids, heads, places, lambda cids: self._fetch(conn, cids))
-
-    def _fetch(self, conn: Connection, ids: Iterable[bytes]) -> Iterator[tuple[bytes, int, bytes]]:
-        ch = schema.chunks.c
-        todo = list(ids)
-        for start in range(0, len(todo), 64):
-            batch = todo[start : start + 64]
-            for cid, codec, data in conn.execute(
-                select(ch.id, ch.codec, ch.data).where(ch.id.in_(batch))
-            ):
-                yield bytes(cid), codec, data

@@ -1,11 +1,12 @@
 """Keeping a store sound and small: verify, gc, prune. Never unpickles anything.
 
-`verify` walks refs → commits → manifests → objects → chunks and re-hashes
-every chunk. `gc` deletes what no commit refers to, holding the write lock;
-a commit racing with it re-checks its objects inside its own final
-transaction and starts over if `gc` took any (`stashdb.store`). `prune` drops
-old commits of one branch, keeping tagged commits, branch heads and anything
-another ref can reach, then collects.
+`verify` walks refs → commits → manifests → objects → chunks through the read
+side and re-hashes every chunk (the same check every read makes). `gc` deletes
+what no commit refers to, holding the write lock; a commit racing with it
+re-checks its objects inside its own final transaction and starts over if
+`gc` took any (`stashdb.storage.commits`). `prune` drops old commits of one
+branch, keeping tagged commits, branch heads and anything another ref can
+reach, then collects.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
-from stashdb.chunks import verify_chunk
-from stashdb.db import schema
-from stashdb.db.engine import read_transaction, write_transaction
-from stashdb.errors import StashError
-from stashdb.store import Store
+from stashdb.errors import InvalidArguments, RefNotFound
+from stashdb.storage import graph, queries, schema
+from stashdb.storage.chunking import verify_chunk
+from stashdb.storage.engine import Database
+from stashdb.storage.engine_driver import EngineSQL
+from stashdb.storage.reader import Reader
 
 __all__ = [
     "GRACE_SECONDS",
@@ -33,8 +34,6 @@ __all__ = [
     "prune",
     "verify",
 ]
-
-_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -110,104 +109,119 @@ class PruneReport:
 # -- verify -------------------------------------------------------------------------
 
 
-def verify(store: Store) -> VerifyReport:
+def verify(reader: Reader) -> VerifyReport:
     """Check everything a ref can reach, re-hashing every chunk.
 
     Unreachable leftovers (from an interrupted commit) are not problems: `gc`
-    reclaims them.
+    reclaims them. A loop in the history (a damaged or hostile store) is one.
     """
     report = VerifyReport()
-    c, p, e = schema.commits.c, schema.commit_parents.c, schema.entries.c
-    oc, ob, ch = schema.object_chunks.c, schema.objects.c, schema.chunks.c
-    with read_transaction(store.engine) as conn:
-        refs = store.refs.list(conn)
-        report.refs = len(refs)
-        existing = set(conn.execute(select(c.id)).scalars())
-        parents: dict[str, list[str]] = {}
-        for row in conn.execute(select(p.commit_id, p.parent_id)):
-            parents.setdefault(row.commit_id, []).append(row.parent_id)
-
-        reachable: set[str] = set()
-        stack = []
-        for ref in refs:
-            if ref.commit_id not in existing:
-                detail = f"{ref.kind} {ref.name!r} points at it"
-                report.problems.append(Problem("missing commit", ref.commit_id, detail))
-            else:
-                stack.append(ref.commit_id)
-        while stack:
-            commit_id = stack.pop()
-            if commit_id in reachable:
-                continue
-            reachable.add(commit_id)
-            for parent in parents.get(commit_id, []):
-                if parent not in existing:
-                    report.problems.append(
-                        Problem("missing parent", parent, f"parent of {commit_id[:8]}",
-                                ((commit_id, ""),))
-                    )
-                else:
-                    stack.append(parent)
-        report.commits = len(reachable)
-
-        users: dict[bytes, list[tuple[str, str]]] = {}  # object -> (commit, name)
-        for batch in _batches(sorted(reachable)):
-            for commit_id, name, object_id in conn.execute(
-                select(e.commit_id, e.name, e.object_id).where(
-                    e.commit_id.in_(batch), e.object_id.is_not(None)
-                )
-            ):
-                users.setdefault(bytes(object_id), []).append((commit_id, name))
+    with reader.transaction() as sql:
+        reachable = _check_graph(sql, report)
+        users = _objects_of(sql, reachable)
         report.objects = len(users)
-
-        known_objects: set[bytes] = set()
-        chunk_users: dict[bytes, set[bytes]] = {}  # chunk -> objects
-        for batch in _batches(list(users)):
-            known_objects.update(bytes(i) for i in conn.execute(
-                select(ob.id).where(ob.id.in_(batch))).scalars())
-            for object_id, chunk_id in conn.execute(
-                select(oc.object_id, oc.chunk_id).where(oc.object_id.in_(batch))
-            ):
-                chunk_users.setdefault(bytes(chunk_id), set()).add(bytes(object_id))
-        for object_id, where in users.items():
-            if object_id not in known_objects:
-                report.problems.append(
-                    Problem("missing object", object_id.hex(), "no such object", tuple(where))
-                )
+        chunk_users = _chunks_of(sql, users, report)
         report.chunks = len(chunk_users)
-
-        seen: set[bytes] = set()
-        for batch in _batches(list(chunk_users), 64):
-            for raw_id, codec, data in conn.execute(
-                select(ch.id, ch.codec, ch.data).where(ch.id.in_(batch))
-            ):
-                chunk = bytes(raw_id)
-                seen.add(chunk)
-                report.bytes += len(data)
-                _, damage = verify_chunk(chunk, codec, data)
-                if damage is not None:
-                    report.problems.append(
-                        Problem("damaged chunk", chunk.hex(),
-                                f"its bytes hash to {(damage.got or '')[:16]}",
-                                _affected(chunk_users[chunk], users))
-                    )
-        for chunk, objects in chunk_users.items():
-            if chunk not in seen:
-                missing = Problem("missing chunk", chunk.hex(), "no such chunk",
-                                  _affected(objects, users))
-                report.problems.append(missing)
+        _check_chunks(sql, chunk_users, users, report)
     return report
+
+
+def _check_graph(sql: queries.SQL, report: VerifyReport) -> list[str]:
+    """Refs → commits → parents: what is missing, and where the history loops."""
+    refs = queries.list_refs(sql)
+    report.refs = len(refs)
+    existing = {r.id for r in sql.rows("SELECT id FROM commits")}
+    parents = queries.edges(sql)
+    starts = []
+    for ref in refs:
+        if ref.commit_id not in existing:
+            detail = f"{ref.kind} {ref.name!r} points at it"
+            report.problems.append(Problem("missing commit", ref.commit_id, detail))
+        else:
+            starts.append(ref.commit_id)
+    reachable = graph.reachable(parents, starts)
+    for commit_id in reachable:
+        for parent in parents.get(commit_id, []):
+            if parent not in existing:
+                report.problems.append(
+                    Problem("missing parent", parent, f"parent of {commit_id[:8]}",
+                            ((commit_id, ""),))
+                )
+    for loop in graph.cycles(parents, reachable):
+        shown = " → ".join(c[:8] for c in [*loop, loop[0]])
+        report.problems.append(
+            Problem("history cycle", loop[0], f"commits are their own ancestors: {shown}",
+                    tuple((c, "") for c in loop))
+        )
+    found = [c for c in reachable if c in existing]
+    report.commits = len(found)
+    return found
+
+
+def _objects_of(sql: queries.SQL, commits: list[str]) -> dict[bytes, list[tuple[str, str]]]:
+    """``{object id: [(commit, name), …]}`` of every entry of ``commits`` that has an object."""
+    users: dict[bytes, list[tuple[str, str]]] = {}
+    for batch in queries.batches(sorted(commits)):
+        cond, params = queries.in_list("commit_id", batch)
+        for r in sql.rows(
+            f"SELECT commit_id, name, object_id FROM entries WHERE {cond} "
+            "AND object_id IS NOT NULL",
+            params,
+        ):
+            users.setdefault(bytes(r.object_id), []).append((r.commit_id, r.name))
+    return users
+
+
+def _chunks_of(
+    sql: queries.SQL, users: dict[bytes, list[tuple[str, str]]], report: VerifyReport
+) -> dict[bytes, set[bytes]]:
+    """``{chunk id: objects using it}``; objects that are missing go in the report."""
+    known_objects: set[bytes] = set()
+    chunk_users: dict[bytes, set[bytes]] = {}
+    for batch in queries.batches(list(users)):
+        cond, params = queries.in_list("id", batch)
+        known_objects.update(bytes(r.id) for r in sql.rows(
+            f"SELECT id FROM objects WHERE {cond}", params))
+        cond, params = queries.in_list("object_id", batch)
+        for r in sql.rows(f"SELECT object_id, chunk_id FROM object_chunks WHERE {cond}", params):
+            chunk_users.setdefault(bytes(r.chunk_id), set()).add(bytes(r.object_id))
+    for object_id, where in users.items():
+        if object_id not in known_objects:
+            report.problems.append(
+                Problem("missing object", object_id.hex(), "no such object", tuple(where))
+            )
+    return chunk_users
+
+
+def _check_chunks(
+    sql: queries.SQL,
+    chunk_users: dict[bytes, set[bytes]],
+    users: dict[bytes, list[tuple[str, str]]],
+    report: VerifyReport,
+) -> None:
+    """Re-hash every chunk; what is missing or damaged goes in the report."""
+    seen: set[bytes] = set()
+    for chunk, codec, data in queries.iter_chunks(sql, list(chunk_users)):
+        seen.add(chunk)
+        report.bytes += len(data)
+        _, damage = verify_chunk(chunk, codec, data)
+        if damage is not None:
+            report.problems.append(
+                Problem("damaged chunk", chunk.hex(),
+                        f"its bytes hash to {(damage.got or '')[:16]}",
+                        _affected(chunk_users[chunk], users))
+            )
+    for chunk, objects in chunk_users.items():
+        if chunk not in seen:
+            report.problems.append(
+                Problem("missing chunk", chunk.hex(), "no such chunk", _affected(objects, users))
+            )
 
 
 def _affected(
     objects: Iterable[bytes], users: dict[bytes, list[tuple[str, str]]]
 ) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({where for o in objects for where in users.get(o, [])}))
-
-
-def _batches(items: list[Any], size: int = _BATCH) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # -- gc ----------------------------------------------------------------------------------
@@ -222,15 +236,15 @@ def _grace(grace: float | None) -> float:
     return GRACE_SECONDS if grace is None else grace
 
 
-def gc(store: Store, *, grace: float | None = None) -> GcReport:
+def gc(database: Database, *, grace: float | None = None) -> GcReport:
     """Delete the objects no commit refers to, then the chunks no object refers to.
 
     Objects written in the last ``grace`` seconds are spared, so commits in
     flight keep what they wrote. Runs in one write transaction: other writers
     wait. A commit that reused an old object which this deletes notices in its
-    final transaction and writes it again (`Store.write_commit`).
+    final transaction and writes it again (`CommitWriter.write_commit`).
     """
-    with write_transaction(store.engine) as conn:
+    with database.write() as conn:
         return _collect(conn, time.time() - _grace(grace))
 
 
@@ -245,7 +259,7 @@ def _collect(
     dead_objects = conn.execute(
         delete(schema.objects).where(ob.id.not_in(used_objects), old)
     ).rowcount
-    for batch in _batches(list(released)):
+    for batch in queries.batches(list(released)):
         dead_objects += conn.execute(
             delete(schema.objects).where(ob.id.in_(batch), ob.id.not_in(used_objects))
         ).rowcount
@@ -262,7 +276,7 @@ def _collect(
 
 
 def prune(
-    store: Store,
+    database: Database,
     branch: str,
     *,
     keep_last: int | None = None,
@@ -278,30 +292,33 @@ def prune(
     history of this branch, and of branches forked from it, stays whole.
 
     Raises:
-        StashError: neither ``keep_last`` nor ``keep_days`` given, or a negative one.
+        InvalidArguments: neither ``keep_last`` nor ``keep_days`` given, or a negative one.
         RefNotFound: no such branch.
     """
     if keep_last is None and keep_days is None:
-        raise StashError("prune needs --keep-last N and/or --keep-days D: what to keep")
+        raise InvalidArguments("prune needs keep_last and/or keep_days: what to keep")
     if (keep_last is not None and keep_last < 0) or (keep_days is not None and keep_days < 0):
-        raise StashError("--keep-last and --keep-days cannot be negative")
+        raise InvalidArguments("keep_last and keep_days cannot be negative")
     c, p = schema.commits.c, schema.commit_parents.c
-    with write_transaction(store.engine) as conn:
-        tip = store.refs.get(conn, branch, "branch").commit_id
-        parents: dict[str, list[str]] = {}
-        for row in conn.execute(select(p.commit_id, p.parent_id).order_by(p.position)):
-            parents.setdefault(row.commit_id, []).append(row.parent_id)
+    with database.write() as conn:
+        sql = EngineSQL(conn)
+        ref = queries.find_ref(sql, branch)
+        if ref is None or ref.kind != "branch":
+            raise RefNotFound("branch", branch)
+        tip = ref.commit_id
+        parents = queries.edges(sql)
         times = {commit_id: when for commit_id, when in conn.execute(select(c.id, c.time))}
-
-        chain = [tip]
-        while parents.get(chain[-1]) and parents[chain[-1]][0] in times:
-            chain.append(parents[chain[-1]][0])
+        chain = []  # the first-parent chain, up to a parent that is missing
+        for commit_id in graph.first_parents(parents, tip):
+            if commit_id not in times:
+                break
+            chain.append(commit_id)
 
         # Tagged commits, branch heads, and fork points (a chain commit that a commit
         # off the chain has as its parent: another branch starts there).
         on_chain = set(chain)
-        heads = {r.commit_id for r in store.refs.list(conn)}
-        reachable = _reachable(heads, parents)
+        heads = {r.commit_id for r in queries.list_refs(sql)}
+        reachable = set(graph.reachable(parents, heads))
         protected = heads | {
             parent
             for child, its_parents in parents.items()
@@ -336,7 +353,7 @@ def prune(
                     )
                 )
         released: set[bytes] = set()
-        for batch in _batches(dropped):
+        for batch in queries.batches(dropped):
             e = schema.entries.c
             released.update(
                 bytes(object_id)
@@ -349,14 +366,3 @@ def prune(
             conn.execute(delete(schema.commits).where(c.id.in_(batch)))
         freed = _collect(conn, time.time() - _grace(grace), released)
     return PruneReport(tuple(dropped), freed)
-
-
-def _reachable(starts: Iterable[str], parents: dict[str, list[str]]) -> set[str]:
-    seen: set[str] = set()
-    stack = list(starts)
-    while stack:
-        commit_id = stack.pop()
-        if commit_id not in seen:
-            seen.add(commit_id)
-            stack.extend(parents.get(commit_id, []))
-    return seen

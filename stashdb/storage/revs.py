@@ -2,8 +2,8 @@
 
 A rev is ``HEAD``, a branch or tag name, a full or short (≥ 4 hex digits)
 commit id, or any of those followed by ``~N`` / ``^`` (N first parents back).
-The rules live here once; the store and the light SQLite reader supply the
-lookups (`RevLookup`).
+The rules live here once; the read queries supply the lookups (`RevLookup`),
+on whichever driver the store is read through.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from typing import Protocol
 from stashdb.errors import AmbiguousRevision, RevisionNotFound
 from stashdb.model import Commit, Rev
 
-__all__ = ["DEFAULT_BRANCH", "MIN_SHORT_ID", "RevLookup", "resolve"]
-
-#: The branch of a new store.
-DEFAULT_BRANCH = "main"
+__all__ = ["MIN_SHORT_ID", "RevLookup", "resolve"]
 
 #: Fewest hex digits accepted as a short commit id.
 MIN_SHORT_ID = 4

@@ -1,4 +1,4 @@
-"""Values to pickle streams and back; which names share references.
+"""Values to pickle streams and back.
 
 Pickling goes the cheap way first: the C pickler at protocol 5, with large
 buffers (numpy, pandas, arrow) handed out of band so they are hashed in place.
@@ -16,9 +16,7 @@ placeholder and bound to the namespace being restored into.
 from __future__ import annotations
 
 import copyreg
-import datetime
 import enum
-import gc
 import io
 import pickle
 import sys
@@ -28,37 +26,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from stashdb.pickling import stored_names
+from stashdb.pickling.stored_names import stored_as
+
 __all__ = [
     "Group",
     "Pickled",
     "Unpicklable",
     "WorkspaceRefs",
     "dumps",
-    "find_groups",
+    "dumps_alias",
+    "group_values",
+    "is_workspace_defined",
     "loads",
 ]
 
 PROTOCOL = 5
 #: Buffers at least this big leave the stream and are chunked and hashed in place.
 OUT_OF_BAND_MIN = 64 * 1024
-
-#: Types whose instances are never shared state worth tying names for.
-_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(Ellipsis), range})
-#: Never entered, never tie names together (DESIGN.md: types, modules, functions).
-_OPAQUE = (
-    type,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodDescriptorType,
-    types.WrapperDescriptorType,
-    types.MethodWrapperType,
-    types.CodeType,
-    types.FrameType,
-)
-#: Entered (they may hold shared mutable objects) but do not tie names themselves.
-_IMMUTABLE_CONTAINERS = (tuple, frozenset)
-
 
 class Unpicklable(Exception):
     """A value cannot be stored; ``reason`` says why, for the skipped entry."""
@@ -68,6 +53,7 @@ class Unpicklable(Exception):
         self.reason = reason
 
 
+@stored_as("stashdb.serialize")
 class Group(NamedTuple):
     """How names that share objects are stored together (part of the stored format).
 
@@ -242,7 +228,7 @@ def _buffer_callback(buffers: list[Any]) -> Callable[[pickle.PickleBuffer], bool
 
 
 def _dumps_c(value: Any) -> tuple[str, list[Any]]:
-    from stashdb import reducers
+    from stashdb.pickling import reducers
 
     buffers: list[Any] = []
     out = io.BytesIO()
@@ -313,6 +299,7 @@ def _reduce_function(fn: types.FunctionType) -> Any:
     return (_create_function, args, state, None, None, _set_function_state)
 
 
+@stored_as("stashdb.serialize")
 def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
     for key, value in state.items():
         if key == "__dict__":
@@ -339,6 +326,7 @@ def _reduce_enum_class(cls: enum.EnumMeta) -> Any:
     return (_make_enum, (metaclass, cls.__name__, bases, members, body))
 
 
+@stored_as("stashdb.serialize")
 def _make_enum(
     metaclass: type,
     name: str,
@@ -373,6 +361,9 @@ class _WorkspaceUnpickler(pickle.Unpickler):
         self._namespace = namespace
 
     def find_class(self, module: str, name: str) -> Any:
+        stored = stored_names.find(module, name)
+        if stored is not None:
+            return stored
         if module in (self._module, "__main__"):
             head, _, rest = name.partition(".")
             obj = self._resolve(head)
@@ -396,6 +387,7 @@ class _WorkspaceUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
 
 
+@stored_as("stashdb.serialize")
 def _create_function(
     fcode: types.CodeType,
     fglobals: dict[str, Any],
@@ -436,112 +428,3 @@ def loads(
     """
     stream, *buffers = parts
     return _WorkspaceUnpickler(io.BytesIO(stream), buffers, module, resolve, namespace).load()
-
-
-# -- grouping ----------------------------------------------------------------
-
-
-def _never_ties() -> tuple[type, ...]:
-    # Shared singletons that many unrelated values point at. numpy dtypes: every
-    # float64 array refers to the same one (measured: the only object two
-    # unrelated DataFrames share). Enum members and tzinfo objects: every value
-    # holding Color.RED or a UTC timestamp would otherwise be one group.
-    found: list[type] = [enum.Enum, datetime.tzinfo]
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        found.append(numpy.dtype)
-    return tuple(found)
-
-
-_SKIP, _ENTER, _TIE = 1, 2, 3
-
-
-class _TypeKinds(dict[type, int]):
-    """What the walk does with instances of each type, decided once per type."""
-
-    def __init__(self, never_ties: tuple[type, ...]) -> None:
-        super().__init__()
-        self._never_ties = never_ties
-
-    def learn(self, cls: type) -> int:
-        if cls in _ATOMS or issubclass(cls, _OPAQUE) or issubclass(cls, self._never_ties):
-            kind = _SKIP
-        elif issubclass(cls, _IMMUTABLE_CONTAINERS):
-            kind = _ENTER
-        else:
-            kind = _TIE
-        self[cls] = kind
-        return kind
-
-
-def find_groups(values: Mapping[str, Any]) -> list[list[str]]:
-    """Partition names so that names whose values share mutable objects are together.
-
-    A walk over ``gc.get_referents`` that never enters classes, functions or
-    modules, with the collector paused: fast, and unlike pickle memos it does not
-    see class-level state (pandas' ``_metadata``) as sharing (DESIGN.md).
-
-    Returns:
-        Groups of names, each sorted, in order of first name.
-    """
-    names = list(values)
-    parent = list(range(len(names)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
-    kinds = _TypeKinds(_never_ties())
-    kind_of = kinds.get
-    owner: dict[int, int] = {}  # id of a tying object -> index of the first name reaching it
-    get_referents = gc.get_referents
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for i, name in enumerate(names):
-            root = values[name]
-            kind = kind_of(type(root)) or kinds.learn(type(root))
-            if kind == _SKIP:
-                continue
-            if kind == _TIE:
-                j = owner.setdefault(id(root), i)
-                if j != i:
-                    union(i, j)
-                    continue
-            seen: set[int] = set()  # immutable containers already entered for this name
-            stack = [root]
-            while stack:
-                for ref in get_referents(stack.pop()):
-                    kind = kind_of(type(ref)) or kinds.learn(type(ref))
-                    if kind == _SKIP:
-                        continue
-                    rid = id(ref)
-                    if kind == _TIE:
-                        first = owner.get(rid)
-                        if first is None:
-                            owner[rid] = i
-                        else:
-                            if first != i:
-                                # The other name's walk already went below this object.
-                                union(i, first)
-                            continue
-                    elif rid in seen:
-                        continue
-                    else:
-                        seen.add(rid)
-                    stack.append(ref)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-    groups: dict[int, list[str]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(find(i), []).append(name)
-    return [sorted(g) for _, g in sorted(groups.items())]

@@ -7,29 +7,14 @@ the pickles in it, like loading it with dill would: only read files you trust.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import sys
 import types
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from stashdb.errors import StashError
+from stashdb.errors import ExportError, NotASessionFile
 
-__all__ = ["NotASessionFile", "main_module", "read_session", "write_module"]
-
-
-class NotASessionFile(StashError):
-    """A file given as a dill session or module file is not one."""
-
-    def __init__(self, path: str, why: str) -> None:
-        self.path = path
-        self.why = why
-        super().__init__(
-            f"{path} is not a dill session file ({why}); give a file written by "
-            "dill.dump_session, dill.dump_module or sessionstash.save_workspace"
-        )
+__all__ = ["read_session", "write_module"]
 
 
 def read_session(path: str | Path) -> dict[str, Any]:
@@ -62,31 +47,11 @@ def read_session(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-@contextlib.contextmanager
-def main_module(namespace: Mapping[str, Any] | None = None) -> Iterator[types.ModuleType]:
-    """A fresh ``__main__`` module, in ``sys.modules`` for the duration.
-
-    Values restored or pickled inside it refer to it as ``__main__``, as they
-    would in a script of their own.
-    """
-    module = types.ModuleType("__main__")
-    module.__dict__["__builtins__"] = __builtins__
-    if namespace is not None:
-        module.__dict__.update(namespace)
-    previous = sys.modules.get("__main__")
-    sys.modules["__main__"] = module
-    try:
-        yield module
-    finally:
-        if previous is not None:
-            sys.modules["__main__"] = previous
-
-
 def write_module(path: str | Path, module: types.ModuleType) -> None:
-    """Save ``module`` (a `main_module`) so that ``dill.load_module(path)`` restores it.
+    """Save ``module`` (a `stashdb.workspace.main_module.main_module`) for ``dill.load_module``.
 
     Raises:
-        StashError: dill cannot write something so that it loads again (it only
+        ExportError: dill cannot write something so that it loads again (it only
             warns, e.g. for an Enum class defined in ``__main__``).
     """
     import warnings
@@ -99,7 +64,7 @@ def write_module(path: str | Path, module: types.ModuleType) -> None:
             dill.dump_module(str(path), module=module)
         except dill.PicklingWarning as exc:
             Path(path).unlink(missing_ok=True)
-            raise StashError(
-                f"cannot write {path} for dill.load_module: {exc}; restore fewer names "
-                "with --only, or use the stashdb API (stashdb.at) instead"
+            raise ExportError(
+                str(path), f"dill.load_module could not read it back ({exc}); restore fewer "
+                "names, or read them with stashdb.at() instead"
             ) from None

@@ -1,8 +1,8 @@
 """Cutting parts into chunks, naming them, and putting them back together.
 
-Pure byte logic, shared by the writer (`stashdb.chunks`) and both readers (the
-SQLAlchemy one and the light SQLite one, `stashdb.db.sqlite_reader`); it
-imports no database library.
+Pure byte logic, shared by the writer (`stashdb.storage.objects`) and the read
+side (`stashdb.storage.queries`, whichever driver runs it); it imports no
+database library.
 
 An *object* is one pickled value (or group of values): a pickle stream plus its
 out-of-band buffers, each called a *part*. Each part is cut into chunks of at

@@ -21,6 +21,8 @@ import copyreg
 import sys
 from typing import Any
 
+from stashdb.pickling.stored_names import stored_as
+
 __all__ = ["MIN_ELEMENTS", "SAMPLE", "dispatch_table", "strings_from_codes"]
 
 #: Smaller arrays pickle fast enough as they are.
@@ -76,6 +78,7 @@ def _string_codes(array: Any) -> tuple[Any, Any] | None:
     return numpy.asarray(uniques, dtype=object), codes.astype(width)
 
 
+@stored_as("stashdb.reducers")
 def strings_from_codes(uniques: Any, codes: Any, shape: tuple[int, ...]) -> Any:
     """The object array ``uniques[codes]`` in ``shape``: what `_reduce_array` stored."""
     return uniques.take(codes).reshape(shape)

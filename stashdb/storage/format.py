@@ -1,8 +1,8 @@
-"""The format and schema revision this code writes, importable without SQLAlchemy."""
+"""What a store is, importable without SQLAlchemy: its format, schema revisions, lock wait."""
 
 from __future__ import annotations
 
-__all__ = ["FORMAT_VERSION", "SCHEMA_REVISIONS"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "FORMAT_VERSION", "SCHEMA_REVISIONS"]
 
 #: The format this code writes, and the newest it reads. It changes only when
 #: older code would misread a store; schema revisions that older code can live
@@ -12,3 +12,7 @@ FORMAT_VERSION = 1
 #: The Alembic revisions this code knows, oldest first; the last is the head.
 #: A test checks them against migrations/versions/.
 SCHEMA_REVISIONS = ("0001", "0002", "0003")
+
+#: Seconds a writer waits while another process holds the store's write lock,
+#: before `StoreLocked` (``stashdb.open(..., lock_timeout=…)`` changes it).
+DEFAULT_LOCK_TIMEOUT = 300.0

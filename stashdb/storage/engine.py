@@ -2,8 +2,9 @@
 
 Every write transaction holds the store's one write lock: ``BEGIN IMMEDIATE``
 on SQLite, a transaction-scoped advisory lock on PostgreSQL. Writers queue
-rather than fail, and `gc` cannot interleave with a commit's final
-transaction on either backend.
+rather than fail, for at most the store's ``lock_timeout``; then `StoreLocked`
+says so. `gc` cannot interleave with a commit's final transaction on either
+backend.
 
 Alembic (≈250 ms to import) is loaded only when a store is created or upgraded,
 so opening an existing store stays cheap.
@@ -11,10 +12,12 @@ so opening an existing store stays cheap.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +25,26 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, OperationalError
 
-from stashdb.db.format import FORMAT_VERSION, SCHEMA_REVISIONS
 from stashdb.errors import (
+    DriverMissing,
     NotAStore,
     StashError,
+    StoreLocked,
     StoreUnreachable,
     StoreWriteError,
     UnsupportedFormat,
 )
+from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT, FORMAT_VERSION, SCHEMA_REVISIONS
+from stashdb.storage.sqlite_driver import is_lock_timeout
 
 __all__ = [
-    "FORMAT_VERSION",
-    "open_engine",
-    "read_transaction",
+    "Database",
+    "connect",
+    "open_database",
     "safe_url",
     "schema_revision",
     "upgrade",
-    "write_transaction",
 ]
-
-#: Seconds a writer waits for another writer's lock before giving up.
-BUSY_TIMEOUT_SECONDS = 300
 
 #: 64 KiB pages: a 640 MB first commit takes 0.91 s against 1.03 s with the
 #: 4 KiB default (bench/bench_settings.py; docs/performance.md).
@@ -52,11 +54,18 @@ SQLITE_PAGE_SIZE = 65536
 SQLITE_JOURNAL_MODE = "DELETE"
 
 _WRITE = "stashdb_write"
+_LOCK_TIMEOUT = "stashdb_lock_timeout"
+#: PostgreSQL's SQLSTATE for "lock_timeout expired".
+_PG_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def safe_url(url: str) -> str:
     """The URL with any password masked, for messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _timeout_of(conn: Connection) -> float:
+    return float(conn.get_execution_options().get(_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT))
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -65,12 +74,12 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy's "begin" event, not pysqlite, decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute(f"PRAGMA journal_mode = {SQLITE_JOURNAL_MODE}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(_timeout_of(conn) * 1000)}")
         # Writers take the write lock up front (BEGIN IMMEDIATE) so that two
         # writers queue on busy_timeout instead of failing with "database is locked"
         # when both try to upgrade a read lock.
@@ -84,6 +93,8 @@ def _configure_postgresql(engine: Engine) -> None:
         # The store's write lock, released at commit or rollback. Keyed by schema
         # so that stores in different schemas of one database do not queue.
         if conn.get_execution_options().get(_WRITE, False):
+            wait = max(1, int(_timeout_of(conn) * 1000))
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {wait}")
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
 
 
@@ -94,50 +105,125 @@ def _new_engine(url: str) -> Engine:
         raise NotAStore(url, f"not a database URL: {exc}") from None
     backend = parsed.get_backend_name()
     try:
-        if backend == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-            _configure_sqlite(engine)
-            return engine
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url) if backend == "sqlite" else create_engine(
+            url, pool_pre_ping=True
+        )
     except ImportError as exc:
-        extra = " (pip install 'stashdb[postgres]')" if backend == "postgresql" else ""
-        raise StashError(
-            f"cannot open {safe_url(url)}: its database driver is not installed{extra}: {exc}"
-        ) from None
+        extra = "postgres" if backend == "postgresql" else None
+        raise DriverMissing(safe_url(url), extra, str(exc)) from None
     except ArgumentError as exc:
         raise NotAStore(safe_url(url), str(exc)) from None
-    if backend == "postgresql":
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    elif backend == "postgresql":
         _configure_postgresql(engine)
-    elif backend != "sqlite":
+    else:
         engine.dispose()
         why = f"stashdb stores live in SQLite or PostgreSQL, not {backend}"
         raise NotAStore(safe_url(url), why)
     return engine
 
 
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a transaction that holds the store's write lock.
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE:
+        return True
+    return orig is not None and is_lock_timeout(orig)
 
-    A write the database refuses (disk full, file size limit, I/O error) rolls
-    the transaction back and raises `StoreWriteError`.
+
+@dataclass
+class Database:
+    """A store's engine with its settings: where it is (for messages) and how long to wait.
+
+    ``lock_timeout`` may be changed at any time; the next transaction uses it.
+    Made by `open_database`; re-made after ``fork()`` (see `Database.engine`).
     """
-    try:
-        with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
-            yield conn
-    except OperationalError as exc:
-        location = engine.url.render_as_string(hide_password=True)
-        raise StoreWriteError(location, _first_line(exc.orig or exc)) from exc
+
+    url: str
+    location: str
+    lock_timeout: float
+    _engine: Engine
+    _pid: int = field(default_factory=os.getpid)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine; after ``fork()`` its pool is the parent's, so it starts a new one."""
+        if self._pid != os.getpid():
+            self._engine.dispose(close=False)  # the parent's connections stay the parent's
+            self._pid = os.getpid()
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection inside a transaction that holds the store's write lock.
+
+        Raises:
+            StoreLocked: another process held the lock for longer than ``lock_timeout``.
+            StoreWriteError: the database refused the write (disk full, file size
+                limit, I/O error); the transaction was rolled back.
+        """
+        started = time.monotonic()
+        options = {_WRITE: True, _LOCK_TIMEOUT: self.lock_timeout}
+        try:
+            with self.engine.connect().execution_options(**options) as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            if _is_lock_timeout(exc):
+                raise StoreLocked(self.location, time.monotonic() - started) from None
+            raise StoreWriteError(self.location, _first_line(exc.orig or exc)) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection inside a read transaction (a consistent view of the store).
+
+        Raises:
+            StoreLocked: on SQLite, a writer held the file locked past ``lock_timeout``.
+        """
+        started = time.monotonic()
+        try:
+            with self.engine.connect().execution_options(
+                **{_LOCK_TIMEOUT: self.lock_timeout}
+            ) as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            if _is_lock_timeout(exc):
+                raise StoreLocked(self.location, time.monotonic() - started) from None
+            raise
+
+    def dispose(self) -> None:
+        """Close the engine's connections (in this process)."""
+        if self._pid == os.getpid():
+            self._engine.dispose()
 
 
-@contextmanager
-def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a read transaction (a consistent view of the store)."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+def connect(
+    url: str, *, location: str | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> Database:
+    """A `Database` for ``url`` with the store's pragmas and lock, checking nothing else.
+
+    `open_database` is what opens a store; this is for tools that prepare a
+    database themselves (tests building an old store, migrations by hand).
+
+    Raises:
+        NotAStore: ``url`` is not a SQLite or PostgreSQL URL.
+        DriverMissing: its database driver is not installed.
+    """
+    return Database(url, location or safe_url(url), lock_timeout, _new_engine(url))
 
 
-def open_engine(url: str, *, create: bool, upgrade_schema: bool = True) -> Engine:
+def open_database(
+    url: str,
+    *,
+    create: bool,
+    location: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    upgrade_schema: bool = True,
+) -> Database:
     """Open the store at ``url``, creating it when ``create`` and it is empty.
 
     A store at an older schema revision is upgraded (under the write lock)
@@ -147,8 +233,10 @@ def open_engine(url: str, *, create: bool, upgrade_schema: bool = True) -> Engin
         StoreUnreachable: the server cannot be reached, or refuses the login.
         NotAStore: the database holds something else, or is not a database at all.
         UnsupportedFormat: the store was written by a newer stashdb.
+        DriverMissing: the URL's database driver is not installed.
     """
-    engine = _new_engine(url)
+    database = connect(url, location=location, lock_timeout=lock_timeout)
+    engine = database.engine
     try:
         try:
             conn = engine.connect()
@@ -161,19 +249,19 @@ def open_engine(url: str, *, create: bool, upgrade_schema: bool = True) -> Engin
                 raise NotAStore(safe_url(url), "it has tables but no stashdb 'meta' table")
             if not create:
                 raise NotAStore(safe_url(url), "the database is empty")
-            _create(engine, url)
+            _create(database)
         found = _format_version(engine, url)
         if found > FORMAT_VERSION:
             raise UnsupportedFormat(safe_url(url), found, FORMAT_VERSION)
-        if upgrade_schema and schema_revision(engine) in SCHEMA_REVISIONS[:-1]:
-            upgrade(engine)  # a revision we know that is not the newest
+        if upgrade_schema and schema_revision(database) in SCHEMA_REVISIONS[:-1]:
+            upgrade(database)  # a revision we know that is not the newest
     except StashError:
         engine.dispose()
         raise
     except (DatabaseError, OperationalError) as exc:
         engine.dispose()
         raise NotAStore(safe_url(url), _first_line(exc.orig or exc)) from exc
-    return engine
+    return database
 
 
 def _first_line(exc: BaseException) -> str:
@@ -188,22 +276,22 @@ def _format_version(engine: Engine, url: str) -> int:
     return int(value)
 
 
-def _create(engine: Engine, url: str) -> None:
+def _create(database: Database) -> None:
     """Create the tables, unless another process did while we waited for the lock."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
+    with database.engine.connect() as conn:
+        if database.dialect == "sqlite":
             # Takes effect only before the first table exists, on this connection;
             # sent to the driver directly so that no transaction begins yet.
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None
             dbapi.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
-        conn.execution_options(**{_WRITE: True})
+        conn.execution_options(**{_WRITE: True, _LOCK_TIMEOUT: database.lock_timeout})
         with conn.begin():  # the write lock: one creator at a time
             tables = set(inspect(conn).get_table_names())
             if "meta" in tables:
                 return
             if tables:
-                raise NotAStore(safe_url(url), "it has tables but no stashdb 'meta' table")
+                raise NotAStore(database.location, "it has tables but no stashdb 'meta' table")
             _migrate(conn, "head")
             conn.execute(
                 text("INSERT INTO meta (key, value) VALUES (:k, :v)"),
@@ -215,9 +303,9 @@ def _create(engine: Engine, url: str) -> None:
             )
 
 
-def schema_revision(engine: Engine) -> str | None:
+def schema_revision(database: Database) -> str | None:
     """The Alembic revision the store's schema is at (None if it records none)."""
-    with engine.connect() as conn:
+    with database.engine.connect() as conn:
         if "alembic_version" not in inspect(conn).get_table_names():
             return None
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -230,9 +318,9 @@ def migrations_dir() -> Path:
     return Path(stashdb.migrations.__file__).parent
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations up to ``revision`` on ``engine``, holding the write lock."""
-    with write_transaction(engine) as conn:
+def upgrade(database: Database, revision: str = "head") -> None:
+    """Run the Alembic migrations up to ``revision``, holding the write lock."""
+    with database.write() as conn:
         _migrate(conn, revision)
 
 

@@ -1,0 +1,11 @@
+"""The ``stashdb`` command line (typer + rich): `app`, and `main` for the console script.
+
+`app` holds the shared options and the error boundary; the commands live in
+`snapshots` (init, commit, checkout), `browse` (log, show, diff, history,
+status, du), `refs` (tag, branch) and `upkeep` (verify, gc, prune, migrate).
+"""
+
+from stashdb.cli import browse, refs, snapshots, upkeep  # noqa: F401  (they add commands)
+from stashdb.cli.app import app, main
+
+__all__ = ["app", "main"]

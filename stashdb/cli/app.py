@@ -1,0 +1,180 @@
+"""The ``stashdb`` command line: the app, its shared options, and how errors end.
+
+No storage logic lives here or in the command modules: each command parses,
+calls the library, and renders with `stashdb.render`. Every error a user can
+cause is a `StashError` (or an OS error naming a file); `_App.invoke` turns it
+into one line on stderr and exit status 1. ``--debug`` anywhere on the command
+line shows the traceback instead; ``--lock-timeout`` anywhere sets how long a
+write waits for another process's lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+import stashdb
+from stashdb.errors import StashError
+from stashdb.repo import Repo
+
+__all__ = [
+    "Json", "Store", "app", "err", "main", "open_store", "out", "print_json", "progress",
+    "split_names",
+]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+#: Options accepted anywhere on the command line (moved in front of the command).
+_ANYWHERE = ("--debug", "--lock-timeout")
+
+
+class _App(TyperGroup):
+    """Turns user errors into one line on stderr and exit status 1."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # --debug and --lock-timeout are accepted anywhere (`stashdb log --debug`).
+        return super().parse_args(ctx, _hoist(args))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (StashError, OSError) as exc:
+            if ctx.meta.get("stashdb.debug"):
+                raise
+            message = " ".join(str(exc).split())  # one line, whatever the message held
+            err.print(f"[red]stashdb: error:[/red] {message}", soft_wrap=True, markup=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("stashdb: interrupted")
+            raise typer.Exit(130) from None
+
+
+def _hoist(args: list[str]) -> list[str]:
+    """``args`` with the options of `_ANYWHERE` (and their values) moved to the front."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--debug" or arg.startswith("--lock-timeout="):
+            front.append(arg)
+        elif arg == "--lock-timeout" and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+app = typer.Typer(
+    name="stashdb",
+    cls=_App,
+    help="Version control for the live state of Python programs.\n\n"
+    "Example: stashdb commit -m 'first run' train.py",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Store = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="STASHDB_URL",
+        help="Store to use: a directory, a .db file or a database URL "
+        "(default: the .stashdb/ found from here upwards).",
+        show_default=False,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of tables.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"stashdb {stashdb.__version__}")
+        raise typer.Exit()
+
+
+#: What the root options said, for the command being run (one per invocation).
+_lock_timeout: list[float | None] = [None]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (accepted after any command too).")
+    ] = False,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--lock-timeout", min=0, metavar="SECONDS",
+            help="How long a write waits while another process holds the store's lock "
+            "(default 300; accepted after any command too).",
+        ),
+    ] = None,
+) -> None:
+    """Version control for the live state of Python programs.
+
+    Example: stashdb commit -m 'first run' train.py
+    """
+    ctx.meta["stashdb.debug"] = debug
+    _lock_timeout[0] = lock_timeout
+
+
+def open_store(store: str | None, *, create: bool = False) -> Repo:
+    """The store named by ``--store`` / ``STASHDB_URL`` (empty: not given), with the lock wait."""
+    return stashdb.open(store or None, create=create, lock_timeout=_lock_timeout[0])
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def split_names(values: list[str] | None) -> list[str] | None:
+    """``--only df --only a,b`` -> ``["df", "a", "b"]``."""
+    if not values:
+        return None
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar in bytes on a terminal; nothing when output is not one."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def main() -> None:
+    """Entry point of the ``stashdb`` console script."""
+    app(prog_name="stashdb")

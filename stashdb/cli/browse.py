@@ -1,0 +1,208 @@
+"""Commands that read history without unpickling anything: ``log``, ``show``, ``diff``,
+``history``, ``status``, ``du``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+import stashdb
+from stashdb import render
+from stashdb.cli.app import Json, Store, app, open_store, out, print_json
+from stashdb.model import format_size
+
+
+@app.command()
+def log(
+    n: Annotated[
+        int | None, typer.Option("-n", min=0, help="Show at most N commits.")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Branch to show (default: current).")
+    ] = None,
+    all_refs: Annotated[
+        bool, typer.Option("--all", help="Commits of every branch and tag.")
+    ] = False,
+    graph: Annotated[bool, typer.Option("--graph", help="Draw the branch graph.")] = False,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Show commits, newest first, with the names each added (+), changed (~) and removed (-).
+
+    Example: stashdb log -n 10 --all --graph
+    """
+    repo = open_store(store)
+    commits = repo.log(branch=branch, limit=n, all=all_refs)
+    counts = repo.change_counts(commits)
+    if as_json:
+        print_json([render.commit_json(c, counts.get(c.id)) for c in commits])
+        return
+    if not commits:
+        out.print("no commits yet")
+        return
+    tips: dict[str, list[str]] = {}
+    for ref in repo.branches():
+        tips.setdefault(ref.commit_id, []).append(ref.name)
+    out.print(render.log_table(commits, counts, tips, graph=graph))
+
+
+@app.command()
+def show(
+    rev: Annotated[str, typer.Argument(help="Commit to show.")] = "HEAD",
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Show one commit: who, when, and every name with its type, size, status and preview.
+
+    Example: stashdb show HEAD~1
+    """
+    made = open_store(store).show(rev)
+    if as_json:
+        print_json(render.commit_json(made, entries=True))
+        return
+    out.print(render.commit_header(made))
+    out.print(render.entries_table(made.entries))
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="Older commit.")],
+    b: Annotated[str, typer.Argument(help="Newer commit.")] = "HEAD",
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Show the names added (+), removed (-) and changed (~) from A to B.
+
+    Example: stashdb diff cleaned HEAD
+    """
+    changes = open_store(store).diff(a, b)
+    if as_json:
+        print_json(render.diff_json(changes))
+        return
+    out.print(f"diff [yellow]{changes.a.short_id}[/yellow] → [yellow]{changes.b.short_id}[/yellow]")
+    if not changes:
+        out.print("no differences")
+        return
+    out.print(render.diff_table(changes))
+
+
+@app.command()
+def history(
+    name: Annotated[str, typer.Argument(help="Variable name.")],
+    branch: Annotated[
+        str | None, typer.Option(help="Branch to follow (default: current).")
+    ] = None,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Show the versions of one variable: where it was added, changed and removed.
+
+    Example: stashdb history threshold
+    """
+    versions = open_store(store).history(name, branch=branch)
+    if as_json:
+        print_json([render.version_json(v) for v in versions])
+        return
+    if not versions:
+        out.print(f"{escape(repr(name))} is in no commit of this branch")
+        return
+    out.print(render.history_table(versions))
+
+
+@app.command()
+def status(store: Store = None, as_json: Json = False) -> None:
+    """Show the store, the current branch and HEAD, counts and sizes.
+
+    Example: stashdb status
+    """
+    repo = open_store(store)
+    stats = repo.stats()
+    head_branch = repo.head
+    try:
+        head: stashdb.Commit | None = repo.show("HEAD")
+    except stashdb.RevisionNotFound:
+        head = None
+    if as_json:
+        print_json(
+            {
+                "store": repo.location,
+                "branch": head_branch,
+                "head": render.commit_json(head) if head else None,
+                "names": len(head.entries) if head else 0,
+                **render.stats_json(stats),
+            }
+        )
+        return
+    out.print(f"store    {escape(repo.location)}", overflow="ellipsis", no_wrap=True)
+    if head is None:
+        out.print(f"branch   {escape(head_branch)} (no commits yet)")
+    else:
+        out.print(
+            f"branch   {escape(head_branch)} at [yellow]{head.short_id}[/yellow] "
+            f"{escape(head.message)}",
+            overflow="ellipsis",
+            no_wrap=True,
+        )
+        out.print(f"names    {len(head.entries)} in HEAD ({len(head.skipped)} skipped)")
+    out.print(f"commits  {stats.commits}, branches {stats.branches}, tags {stats.tags}")
+    out.print(
+        f"stored   {format_size(stats.stored_bytes)} in {stats.chunks} chunks "
+        f"({format_size(stats.raw_bytes)} uncompressed)"
+    )
+    out.print(
+        f"dedup    all snapshots hold {format_size(stats.logical_bytes)}: "
+        f"{stats.dedup_ratio:.1f}× what is stored"
+    )
+
+
+@app.command()
+def du(
+    rev: Annotated[str, typer.Argument(help="Snapshot to measure.")] = "HEAD",
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Show storage by variable in a snapshot, and the store's total and deduplication ratio.
+
+    Example: stashdb du HEAD
+    """
+    repo = open_store(store)
+    snapshot = repo.show(rev)
+    stats = repo.stats()
+    # Names sharing one stored object (a group) are one row: the bytes are there once.
+    rows: dict[str, tuple[list[str], str, int, int]] = {}
+    for e in snapshot.entries:
+        if e.object_id is None:
+            continue
+        names, type_name, size, stored = rows.get(e.object_id, ([], e.type_name, e.size,
+                                                                e.stored_size))
+        rows[e.object_id] = ([*names, e.name], type_name, size, stored)
+    ordered = sorted(rows.values(), key=lambda r: r[3], reverse=True)
+    total_size = sum(r[2] for r in ordered)
+    total_stored = sum(r[3] for r in ordered)
+    if as_json:
+        print_json(
+            {
+                "commit": snapshot.id,
+                "objects": [
+                    {"names": names, "type": t, "size": s, "stored_size": st}
+                    for names, t, s, st in ordered
+                ],
+                "size": total_size,
+                "stored_size": total_stored,
+                "store": render.stats_json(stats),
+            }
+        )
+        return
+    out.print(render.du_table([(", ".join(n), t, s, st) for n, t, s, st in ordered]))
+    out.print(
+        f"\nsnapshot {snapshot.short_id}: {format_size(total_size)} pickled, "
+        f"{format_size(total_stored)} stored"
+    )
+    out.print(
+        f"store: {format_size(stats.stored_bytes)} for {format_size(stats.logical_bytes)} "
+        f"in {stats.commits} snapshots; dedup ratio {stats.dedup_ratio:.1f}×"
+    )
+
+

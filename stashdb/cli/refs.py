@@ -1,0 +1,76 @@
+"""Commands for names of commits: ``tag`` and ``branch``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from stashdb import render
+from stashdb.cli.app import Json, Store, app, open_store, out, print_json
+
+
+def _refs_command(kind: str, name: str | None, rev: str, delete: str | None,
+                  message: str | None, store: str | None, as_json: bool) -> None:
+    repo = open_store(store)
+    if delete is not None:
+        removed = repo.delete_tag(delete) if kind == "tag" else repo.delete_branch(delete)
+        out.print(f"deleted {kind} {escape(removed.name)} (was {removed.commit_id[:8]})")
+        return
+    if name is None:
+        refs = repo.tags() if kind == "tag" else repo.branches()
+        head = repo.head if kind == "branch" else None
+        if as_json:
+            print_json([render.ref_json(r, head) for r in refs])
+        elif refs:
+            out.print(render.refs_table(refs, head))
+        else:
+            out.print(f"no {kind}s")
+        return
+    made = repo.tag(name, rev, message=message) if kind == "tag" else repo.branch(name, rev)
+    if as_json:
+        print_json(render.ref_json(made))
+    else:
+        out.print(f"{kind} {escape(made.name)} → {made.commit_id[:8]}")
+
+
+@app.command()
+def tag(
+    name: Annotated[str | None, typer.Argument(help="Tag to create.")] = None,
+    rev: Annotated[str, typer.Argument(help="Commit to tag.")] = "HEAD",
+    delete: Annotated[
+        str | None, typer.Option("-d", "--delete", help="Delete this tag.")
+    ] = None,
+    message: Annotated[
+        str | None, typer.Option("-m", "--message", help="Tag message.")
+    ] = None,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """List tags, tag a commit (default HEAD), or delete a tag with -d.
+
+    Example: stashdb tag cleaned HEAD~2 -m 'after dedup'
+    """
+    _refs_command("tag", name, rev, delete, message, store, as_json)
+
+
+@app.command()
+def branch(
+    name: Annotated[
+        str | None, typer.Argument(help="Branch to create.")
+    ] = None,
+    rev: Annotated[str, typer.Argument(help="Where it starts.")] = "HEAD",
+    delete: Annotated[
+        str | None, typer.Option("-d", "--delete", help="Delete this branch.")
+    ] = None,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """List branches (* marks the current one), start one at REV, or delete one with -d.
+
+    Example: stashdb branch experiment HEAD~1
+    """
+    _refs_command("branch", name, rev, delete, None, store, as_json)
+
+

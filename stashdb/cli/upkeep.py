@@ -1,0 +1,123 @@
+"""Commands that keep a store sound and small: ``verify``, ``gc``, ``prune``, ``migrate``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+import stashdb
+from stashdb.cli.app import Json, Store, app, open_store, out, print_json, progress
+from stashdb.errors import InvalidArguments
+from stashdb.model import format_size
+
+
+@app.command()
+def verify(store: Store = None, as_json: Json = False) -> None:
+    """Check the whole store: every commit, object and chunk, re-hashing each chunk.
+
+    Exits 0 only when everything is sound; otherwise lists what is missing or
+    damaged and which commits and variables it breaks.
+
+    Example: stashdb verify
+    """
+    repo = open_store(store)
+    with progress("verifying"):
+        report = repo.verify()
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "refs": report.refs,
+                "commits": report.commits,
+                "objects": report.objects,
+                "chunks": report.chunks,
+                "bytes": report.bytes,
+                "problems": [
+                    {"kind": p.kind, "id": p.id, "detail": p.detail,
+                     "affects": [{"commit": c, "name": n} for c, n in p.affects]}
+                    for p in report.problems
+                ],
+            }
+        )
+    else:
+        # Problems wrap rather than lose the commits and variables they name.
+        out.print(escape(str(report)), soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(
+    grace: Annotated[
+        float, typer.Option(help="Spare objects written in the last SECONDS (commits in flight).")
+    ] = 3600.0,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Delete chunks and objects no commit refers to (safe while others commit).
+
+    Example: stashdb gc --grace 0
+    """
+    freed = open_store(store).gc(grace=grace)
+    if as_json:
+        print_json({"objects": freed.objects, "chunks": freed.chunks, "bytes": freed.bytes})
+    else:
+        out.print(f"freed {freed.chunks} chunks ({format_size(freed.bytes)}) and "
+                  f"{freed.objects} objects")
+
+
+@app.command()
+def prune(
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", min=0, help="Keep the newest N commits.")
+    ] = None,
+    keep_days: Annotated[
+        float | None, typer.Option("--keep-days", min=0, help="Keep commits younger than D days.")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Branch to prune (default: current).")
+    ] = None,
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Drop old commits of a branch, never a tagged one or a branch head; then gc.
+
+    Example: stashdb prune --keep-last 20 --keep-days 7
+    """
+    if keep_last is None and keep_days is None:
+        raise InvalidArguments("prune needs --keep-last N and/or --keep-days D: what to keep")
+    report = open_store(store).prune(branch, keep_last=keep_last, keep_days=keep_days)
+    if as_json:
+        print_json(
+            {
+                "dropped": list(report.commits),
+                "objects": report.gc.objects,
+                "chunks": report.gc.chunks,
+                "bytes": report.gc.bytes,
+            }
+        )
+    else:
+        dropped = len(report.commits)
+        out.print(
+            f"dropped {dropped} commit{'' if dropped == 1 else 's'}; freed {report.gc.chunks} "
+            f"chunks ({format_size(report.gc.bytes)}) and {report.gc.objects} objects"
+        )
+
+
+@app.command()
+def migrate(store: Store = None, as_json: Json = False) -> None:
+    """Upgrade the store's schema to the newest revision this stashdb knows.
+
+    Opening a store upgrades it anyway; this does it explicitly and says what it did.
+
+    Example: stashdb migrate --store postgresql+psycopg://me@db/team
+    """
+    done = stashdb.migrate(store or None)
+    if as_json:
+        print_json({"store": done.location, "before": done.before, "after": done.after})
+    else:
+        out.print(escape(str(done)), soft_wrap=True)
+
+

@@ -1,1 +1,0 @@
-"""Database layer: the tables of a store, engines with their pragmas, migrations."""

@@ -1,0 +1,267 @@
+"""The state stashdb keeps for one IPython shell: its store, its branch, and what changed since.
+
+After every cell the session learns from `CellTracker` which names the cell
+could have changed, and (with auto-snapshot on) prepares a commit of just
+those (`Repo.prepare_changes`) and hands it to the Repo's writer thread
+(`Repo.submit`), so the cell does not wait for the disk. Checkout and undo go
+through `Repo.checkout` with what the session knows (`KnownState`): values
+that did not change stay in memory. Nothing here imports IPython: the shell is
+used through ``user_ns``, ``transform_cell`` and its hooks' arguments only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import stashdb
+from stashdb.errors import NothingToUndo, StashError
+from stashdb.model import CheckoutReport, Commit, Skipped
+from stashdb.repo import KnownState, PreparedCommit
+from stashdb.workspace.names import excluded_by_default, shell_names
+from stashdb.workspace.tracker import CellTracker
+
+__all__ = ["ShellSession", "branch_for_session"]
+
+
+def branch_for_session(namespace: Mapping[str, Any]) -> str:
+    """A branch named after the notebook (Jupyter tells its path), or the session."""
+    path = os.environ.get("JPY_SESSION_NAME") or namespace.get("__session__")
+    if isinstance(path, str) and path:
+        stem = Path(path).stem
+        name = "nb/" + re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")
+        if name != "nb/":
+            return name
+    return f"ipython/{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass
+class _State:
+    """A snapshot the namespace went through, for undo: written, or being written."""
+
+    label: str  # "cell [N]", for undo's message
+    future: Future[Commit] | None = None
+    written: Commit | None = None
+
+    @property
+    def commit(self) -> Commit:
+        """The commit (waiting for it if it is still being written)."""
+        if self.written is None:
+            assert self.future is not None
+            self.written = self.future.result()
+        return self.written
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why it was not written, once its write has ended."""
+        if self.future is None or not self.future.done():
+            return None
+        return self.future.exception()
+
+
+class ShellSession:
+    """stashdb's state for one IPython shell."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.namespace = shell.user_ns
+        self.tracker = CellTracker(self.namespace)
+        self.auto = False
+        self.branch: str | None = None
+        self._repo: stashdb.Repo | None = None
+        #: The snapshot the namespace equals, but for the names in ``dirty``:
+        #: a commit, or a prepared one still being written.
+        self.base: Commit | PreparedCommit | None = None
+        self.dirty: set[str] = set()
+        self.everything_dirty = False
+        #: Snapshots the namespace went through in this session, for undo.
+        self.states: list[_State] = []
+        self.reported: dict[str, int] = {}  # unstorable name -> id of the value reported
+
+    @property
+    def repo(self) -> stashdb.Repo:
+        """The store: ``STASHDB_URL`` if set (as for the CLI), else the ``.stashdb/`` found
+        from the current directory upwards, else a new one here."""
+        if self._repo is None:
+            self.use_store(os.environ.get("STASHDB_URL") or None)
+        assert self._repo is not None
+        return self._repo
+
+    def use_store(self, store: str | None) -> None:
+        """Snapshot into another store (a directory, a SQLite file or a database URL)."""
+        self.flush()
+        # The API's Repo: stashdb.log() & co. in a cell see the snapshots in flight.
+        repo = stashdb.open(store, create=True)
+        if repo is not self._repo:  # what the old store held says nothing about this one
+            self.base, self.states, self.everything_dirty = None, [], False
+        self._repo = repo
+
+    # -- IPython events ---------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """Note every name's binding before the cell runs."""
+        self.tracker.before()
+
+    def post_run_cell(self, result: Any) -> None:
+        """Learn what the cell could have changed; with auto on, snapshot it."""
+        code = result.info.raw_cell if result.info is not None else ""
+        try:
+            code = self.shell.transform_cell(code)
+        except Exception:
+            self.everything_dirty = True
+        changed = self.tracker.changed(code)
+        if changed is None:
+            self.everything_dirty = True
+        else:
+            hidden = shell_names(self.namespace)  # get_ipython, In, Out … are never stored
+            self.dirty |= {n for n in changed if not excluded_by_default(n, hidden)}
+        if not self.auto or not result.success or code.lstrip().startswith(
+            "get_ipython().run_line_magic('stash'"
+        ):
+            return
+        number = result.execution_count
+        first = (result.info.raw_cell or "").strip()
+        message = f"cell [{number}]: {first}" if first else f"cell [{number}]"
+        try:
+            self.submit(message, label=f"cell [{number}]")
+        except StashError as exc:
+            print(f"stashdb: auto-snapshot failed: {exc}", file=sys.stderr)
+
+    # -- snapshots --------------------------------------------------------------
+
+    def snapshot(self, message: str, *, full: bool = False) -> Commit | None:
+        """Snapshot what changed since the last snapshot, and wait for it; None if nothing did."""
+        state = self.submit(message, full=full)
+        self.flush()
+        return state.commit if state is not None else None
+
+    def submit(self, message: str, *, full: bool = False, label: str = "") -> _State | None:
+        """Snapshot what changed since the last snapshot; None if nothing did.
+
+        Values are pickled and hashed now; the commit is written on the Repo's
+        writer thread: the cell does not wait for the disk.
+        """
+        self._collect_failures()
+        base = None if full or self.everything_dirty else self.base
+        prepared = self.repo.prepare_changes(
+            base, self.dirty, message, namespace=self.namespace, branch=self.branch
+        )
+        self.dirty = set()
+        self.everything_dirty = False
+        if prepared is None:
+            return None
+        state = _State(label or message, future=self.repo.submit(prepared))
+        self.base = prepared
+        self.states.append(state)
+        self._report_unstorable(prepared.skipped)
+        return state
+
+    def flush(self) -> None:
+        """Wait for the snapshots being written; report any that failed."""
+        if self._repo is not None:
+            self._repo.wait()
+        self._collect_failures()
+
+    def _collect_failures(self) -> None:
+        failed = [s for s in self.states if s.error is not None]
+        if not failed:
+            return
+        for state in failed:
+            print(f"stashdb: a snapshot was not written: {state.error}", file=sys.stderr)
+        self.states = [s for s in self.states if s not in failed]
+        # What it held must be captured again: the next snapshot takes everything.
+        self.everything_dirty = True
+        self.base = None
+
+    def _report_unstorable(self, skipped: Iterable[Skipped]) -> None:
+        for item in skipped:
+            value_id = id(self.namespace.get(item.name))
+            if self.reported.get(item.name) != value_id:
+                self.reported[item.name] = value_id
+                print(
+                    f"stashdb: not stored: {item.name} ({item.type_name}): {item.reason}",
+                    file=sys.stderr,
+                )
+
+    def changed_names(self) -> list[str] | None:
+        """Names changed since the last snapshot (None: anything could have)."""
+        if self.everything_dirty:
+            return None
+        hidden = shell_names(self.namespace)
+        return sorted(
+            n for n in self.dirty if n in self.namespace and not excluded_by_default(n, hidden)
+        )
+
+    # -- going back -------------------------------------------------------------
+
+    def known(self) -> KnownState | None:
+        """What the session knows of the namespace: which names still hold the base's values.
+
+        A name that shares objects with a changed one (its group in the base)
+        may have changed through it: `records.append(…)` changes `alias` too.
+        """
+        base = self.base.written if isinstance(self.base, PreparedCommit) else self.base
+        if base is None or self.everything_dirty:
+            return None
+        dirty = set(self.dirty)
+        for entry in base.entries:
+            if entry.name in self.dirty:
+                dirty.update(entry.group)
+        unchanged = {
+            e.name for e in base.entries
+            if e.kind != "skipped" and e.name not in dirty and e.name in self.namespace
+        }
+        return KnownState(base, frozenset(unchanged))
+
+    def checkout(
+        self, rev: str, only: list[str] | None = None, merge: bool = False
+    ) -> CheckoutReport:
+        """Restore ``rev`` into the shell, keeping in memory what did not change."""
+        self.flush()
+        report = self.repo.checkout(
+            rev, namespace=self.namespace, only=only, merge=merge, known=self.known()
+        )
+        touched = set(report.restored) | set(report.removed)
+        if only is None and not merge:
+            self.base = report.commit
+            self.dirty = {f.name for f in report.failed} | {s.name for s in report.skipped}
+            self.everything_dirty = False
+            self.states.append(_State(f"checkout {report.commit.short_id}", written=report.commit))
+        else:
+            self.dirty |= touched
+        self.tracker.before()  # the magic's own changes are accounted for
+        if self.auto and (only is not None or merge):
+            self.snapshot(f"checkout {rev}" + (f" --only {','.join(only)}" if only else ""))
+        return report
+
+    def undo(self) -> tuple[str, CheckoutReport]:
+        """Restore the state before the last cell that changed something.
+
+        Raises:
+            NothingToUndo: no snapshot of this session to go back to.
+        """
+        if not self.auto and not self.states:
+            raise NothingToUndo("undo needs snapshots of this session: run %stash auto on first")
+        self.flush()
+        if self.dirty or self.everything_dirty:
+            if self.base is None or not self.states:
+                raise NothingToUndo("nothing to undo to: no snapshot of this session yet")
+            target = self.states[-1].commit  # a cell ran since (it failed, say)
+            what = "the changes since the last snapshot"
+        else:
+            if len(self.states) < 2:
+                raise NothingToUndo("nothing to undo: this is the first snapshot of this session")
+            undone = self.states.pop()
+            target = self.states[-1].commit
+            what = undone.label
+        report = self.checkout(target.id)
+        self.states.pop()  # checkout added the target, which already is the last state
+        return what, report

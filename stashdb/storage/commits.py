@@ -1,0 +1,254 @@
+"""Writing commits and moving refs, under the store's write lock. Never unpickles.
+
+A commit is written last in the write order (format rule 2): its objects are in
+the store (`stashdb.storage.objects`), then its row, its parents and its
+manifest go in one transaction that also moves its branch by compare-and-swap.
+Tags, branches and HEAD change here too; every read of them is in
+`stashdb.storage.queries`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import xxhash
+from sqlalchemy import Connection, update
+
+from stashdb.errors import RefExists, RefInUse, RefNotFound, WriteConflict
+from stashdb.model import Commit, Entry, Origin, Ref, Rev
+from stashdb.storage import queries, schema
+from stashdb.storage.engine import Database
+from stashdb.storage.engine_driver import EngineSQL
+from stashdb.storage.objects import ObjectWriter
+from stashdb.storage.refs import check_name
+
+__all__ = ["CommitWriter", "ObjectsCollected"]
+
+#: Compare-and-swap tries of a branch that other writers keep moving.
+_MAX_CAS_ATTEMPTS = 100
+
+
+class _LostRace(Exception):
+    """Another writer moved the branch between our read and our compare-and-swap."""
+
+
+class ObjectsCollected(Exception):
+    """`gc` deleted objects (or chunks) this commit wrote before its final transaction.
+
+    Internal: the commit is not written; `Repo` stores its values again and
+    retries, and never lets this reach a user.
+    """
+
+
+def entry_row(entry: Entry) -> dict[str, Any]:
+    """The ``entries`` row of one manifest entry (without its commit id)."""
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        "status": entry.status,
+        "object_id": bytes.fromhex(entry.object_id) if entry.object_id else None,
+        "slot": entry.slot,
+        "value_hash": entry.value_hash,
+        "type_name": entry.type_name,
+        "size": entry.size,
+        "stored_size": entry.stored_size,
+        "seconds": entry.seconds,
+        "preview": entry.preview,
+        "shape": entry.shape,
+        "literal": entry.literal,
+        "reason": entry.reason,
+        "module": entry.module,
+        "version": entry.version,
+    }
+
+
+def commit_id_of(
+    parents: Sequence[str], when: float, message: str, branch: str, entries: Sequence[Entry]
+) -> str:
+    """The id of a commit (docs/format.md, "Ids")."""
+    manifest = [
+        [e.name, e.kind, e.object_id, e.slot, e.module, e.reason]
+        for e in sorted(entries, key=lambda e: e.name)
+    ]
+    payload = json.dumps(
+        [list(parents), repr(when), message, branch, manifest], separators=(",", ":")
+    )
+    return xxhash.xxh3_128_hexdigest(payload.encode())
+
+
+class CommitWriter:
+    """Writes commits, refs and HEAD of one store."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def write_commit(
+        self,
+        *,
+        branch: str,
+        message: str,
+        entries: Sequence[Entry],
+        origin: Origin,
+        written: tuple[int, int] = (0, 0),
+        objects: ObjectWriter | None = None,
+        base: Commit | None = None,
+    ) -> str:
+        """Write a commit whose objects are stored, then move ``branch`` to it.
+
+        The parent is the branch's tip read inside the write transaction; a
+        branch that does not exist yet starts from HEAD's commit. The branch
+        moves by compare-and-swap, retried if another writer got there first.
+        ``objects``' pending rows are written first, in the same transaction.
+        When the branch's tip is ``base``, the objects they share are not
+        checked again: a commit's objects are never collected while it exists
+        (this keeps a small commit on top of gigabytes cheap).
+
+        Args:
+            written: ``(chunks, bytes)`` this commit added to the store.
+
+        Raises:
+            ObjectsCollected: gc took objects the commit needs; store them again.
+            WriteConflict: other writers kept moving the branch.
+        """
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            try:
+                made = self._try_write(branch, message, entries, origin, written, objects, base)
+            except _LostRace:
+                continue
+            if objects is not None:
+                objects.forget_pending()
+            return made
+        raise WriteConflict(f"could not move branch {branch!r}: other writers kept moving it")
+
+    def _try_write(
+        self,
+        branch: str,
+        message: str,
+        entries: Sequence[Entry],
+        origin: Origin,
+        written: tuple[int, int],
+        objects: ObjectWriter | None,
+        base: Commit | None,
+    ) -> str:
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            if objects is not None:
+                objects.write_pending(conn)
+            tip = _branch_tip(sql, branch)
+            to_check = {bytes.fromhex(e.object_id) for e in entries if e.object_id}
+            if base is not None and tip == base.id:
+                to_check -= {bytes.fromhex(e.object_id) for e in base.entries if e.object_id}
+            if queries.incomplete_objects(sql, to_check):
+                raise ObjectsCollected
+            if tip is not None:
+                parents = [tip]
+            else:
+                head_tip = _branch_tip(sql, queries.head(sql))
+                parents = [head_tip] if head_tip else []
+            now = time.time()
+            commit_id = commit_id_of(parents, now, message, branch, entries)
+            conn.execute(
+                schema.commits.insert().values(
+                    id=commit_id, time=now, message=message, branch=branch,
+                    workspace=origin.workspace, user=origin.user, host=origin.host,
+                    python=origin.python, dill=origin.dill,
+                    packages=json.dumps(dict(sorted(origin.packages.items()))),
+                    stored=sum(e.status == "stored" for e in entries),
+                    reused=sum(e.status == "reused" for e in entries),
+                    skipped=sum(e.status == "skipped" for e in entries),
+                    chunks_written=written[0], bytes_written=written[1],
+                )
+            )
+            if parents:
+                conn.execute(
+                    schema.commit_parents.insert(),
+                    [
+                        {"commit_id": commit_id, "position": i, "parent_id": parent}
+                        for i, parent in enumerate(parents)
+                    ],
+                )
+            if entries:
+                conn.execute(
+                    schema.entries.insert(),
+                    [{"commit_id": commit_id, **entry_row(e)} for e in entries],
+                )
+            if not _move_branch(conn, branch, tip, commit_id):
+                raise _LostRace  # rolls the whole commit back; the caller retries
+        return commit_id
+
+    def create_ref(self, kind: str, name: str, rev: Rev, message: str | None = None) -> Ref:
+        """Create a tag or branch ``name`` at ``rev``.
+
+        Raises:
+            InvalidRefName: the name cannot be a ref.
+            RefExists: a branch or tag of that name exists.
+            RevisionNotFound, AmbiguousRevision: ``rev`` names no single commit.
+        """
+        check_name(name)
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            commit_id = queries.resolve(sql, rev)
+            existing = queries.find_ref(sql, name)
+            if existing is not None:
+                raise RefExists(existing.kind, name, existing.commit_id)
+            ref = Ref(name, kind, commit_id, message, time.time())
+            conn.execute(
+                schema.refs.insert().values(
+                    name=name, kind=kind, commit_id=commit_id, message=message, time=ref.time
+                )
+            )
+            return ref
+
+    def delete_ref(self, kind: str, name: str) -> Ref:
+        """Delete the tag or branch ``name`` (not the current branch).
+
+        Raises:
+            RefNotFound: there is no such ref of that kind.
+            RefInUse: it is the current branch.
+        """
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            ref = queries.find_ref(sql, name)
+            if ref is None or ref.kind != kind:
+                raise RefNotFound(kind, name)
+            if kind == "branch" and name == queries.head(sql):
+                raise RefInUse(kind, name)
+            conn.execute(schema.refs.delete().where(schema.refs.c.name == name))
+            return ref
+
+    def set_head(self, branch: str) -> None:
+        """Make ``branch`` the current branch."""
+        with self._database.write() as conn:
+            conn.execute(
+                update(schema.meta).where(schema.meta.c.key == "HEAD").values(value=branch)
+            )
+
+
+def _branch_tip(sql: queries.SQL, branch: str) -> str | None:
+    ref = queries.find_ref(sql, branch)
+    return ref.commit_id if ref is not None and ref.kind == "branch" else None
+
+
+def _move_branch(conn: Connection, name: str, old: str | None, new: str) -> bool:
+    """Point branch ``name`` at ``new`` if it still points at ``old`` (None: absent).
+
+    Returns False when another writer moved it first; the caller retries.
+    """
+    if old is None:
+        if queries.find_ref(EngineSQL(conn), name) is not None:
+            return False
+        conn.execute(
+            schema.refs.insert().values(
+                name=name, kind="branch", commit_id=new, message=None, time=time.time()
+            )
+        )
+        return True
+    result = conn.execute(
+        update(schema.refs)
+        .where(schema.refs.c.name == name, schema.refs.c.commit_id == old)
+        .values(commit_id=new, time=time.time())
+    )
+    return result.rowcount == 1

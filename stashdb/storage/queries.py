@@ -1,0 +1,387 @@
+"""The read queries of a store, written once for every driver.
+
+Each function here takes `SQL`: a connection inside a transaction, as a driver
+hands it out (`stashdb.storage.sqlite_driver` over the standard library's
+``sqlite3``, `stashdb.storage.engine_driver` over SQLAlchemy on SQLite and
+PostgreSQL, or the connection of a write transaction). The SQL is plain text
+that SQLite and PostgreSQL both accept, with ``:name`` parameters, so the
+light reader (no SQLAlchemy import: restoring one variable in a fresh process
+stays cheap) and the engine read the same way. Column names are known here
+and in `stashdb.storage.commits` (the writes), nowhere above the storage layer:
+what leaves this module are value objects (`Commit`, `Entry`, `Ref`).
+
+Rows are ordered in Python where order matters: PostgreSQL sorts text by its
+collation, which need not be Python's order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol, TypeVar
+
+from stashdb.errors import RevisionNotFound
+from stashdb.model import Commit, Entry, Ref, Rev, StoreStats, link_groups
+from stashdb.storage import revs
+from stashdb.storage.chunking import ChunkPlace, Objects, assemble
+from stashdb.storage.refs import DEFAULT_BRANCH
+
+__all__ = [
+    "BATCH",
+    "SQL",
+    "Lookup",
+    "batches",
+    "chunk_sizes",
+    "edges",
+    "entries_from_rows",
+    "find_ref",
+    "head",
+    "in_list",
+    "incomplete_objects",
+    "iter_chunks",
+    "list_refs",
+    "load_commits",
+    "manifests",
+    "object_sizes",
+    "parents",
+    "read_objects",
+    "resolve",
+    "stats",
+    "value_hashes",
+]
+
+#: Bound parameters per ``IN (...)`` list: SQLite allows 32766, PostgreSQL 65535;
+#: 500 keeps each statement small while 1000 small values take two queries.
+BATCH = 500
+#: Chunks fetched per query: at most 64 × 4 MiB of stored bytes in memory at once.
+CHUNK_BATCH = 64
+
+_T = TypeVar("_T")
+
+
+class SQL(Protocol):
+    """A connection inside a transaction, as the queries need it."""
+
+    def rows(self, query: str, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
+        """The rows ``query`` returns, each with its columns as attributes (and by index)."""
+        ...
+
+
+def batches(items: Sequence[_T], size: int = BATCH) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size`` (none for an empty sequence)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def in_list(column: str, values: Sequence[Any], prefix: str = "p") -> tuple[str, dict[str, Any]]:
+    """``column IN (:p0, :p1, …)`` and its parameters; ``values`` must not be empty."""
+    names = [f"{prefix}{i}" for i in range(len(values))]
+    marks = ", ".join(f":{n}" for n in names)
+    return f"{column} IN ({marks})", dict(zip(names, values))
+
+
+# -- rows to value objects ---------------------------------------------------------
+
+
+def commit_from_row(
+    row: Any, parent_ids: Sequence[str], entries: Sequence[Entry], tags: Iterable[str]
+) -> Commit:
+    """A `Commit` from a ``commits`` row."""
+    return Commit(
+        id=row.id,
+        message=row.message,
+        parents=tuple(parent_ids),
+        time=datetime.fromtimestamp(row.time, tz=timezone.utc),
+        branch=row.branch,
+        workspace=row.workspace,
+        user=row.user,
+        host=row.host,
+        python=row.python,
+        dill=row.dill,
+        packages=json.loads(row.packages),
+        chunks_written=row.chunks_written,
+        bytes_written=row.bytes_written,
+        entries=tuple(entries),
+        tags=tuple(sorted(tags)),
+    )
+
+
+def entries_from_rows(rows: Iterable[Any]) -> list[Entry]:
+    """The entries of one commit's ``entries`` rows, sorted by name, group members linked."""
+    entries = [
+        Entry(
+            name=r.name,
+            kind=r.kind,
+            status=r.status,
+            type_name=r.type_name,
+            size=r.size,
+            stored_size=r.stored_size,
+            seconds=r.seconds,
+            preview=r.preview,
+            shape=r.shape,
+            literal=r.literal,
+            reason=r.reason,
+            module=r.module,
+            version=r.version,
+            object_id=bytes(r.object_id).hex() if r.object_id is not None else None,
+            slot=r.slot,
+            value_hash=r.value_hash,
+        )
+        for r in rows
+    ]
+    return link_groups(sorted(entries, key=lambda e: e.name))
+
+
+def _ref(row: Any) -> Ref:
+    return Ref(row.name, row.kind, row.commit_id, row.message, row.time)
+
+
+# -- refs and revs -------------------------------------------------------------------
+
+
+def head(sql: SQL) -> str:
+    """The current branch."""
+    found = sql.rows("SELECT value FROM meta WHERE key = 'HEAD'")
+    return found[0].value if found else DEFAULT_BRANCH
+
+
+def find_ref(sql: SQL, name: str) -> Ref | None:
+    """The branch or tag called ``name``, or None."""
+    found = sql.rows("SELECT * FROM refs WHERE name = :name", {"name": name})
+    return _ref(found[0]) if found else None
+
+
+def list_refs(sql: SQL, kind: str | None = None) -> list[Ref]:
+    """Every ref (or every ref of one ``kind``), sorted by name."""
+    if kind is None:
+        found = sql.rows("SELECT * FROM refs")
+    else:
+        found = sql.rows("SELECT * FROM refs WHERE kind = :kind", {"kind": kind})
+    return sorted(map(_ref, found), key=lambda ref: ref.name)
+
+
+def parents(sql: SQL, commit_id: str) -> list[str]:
+    """The parents of one commit, first parent first."""
+    found = sql.rows(
+        "SELECT parent_id FROM commit_parents WHERE commit_id = :id ORDER BY position",
+        {"id": commit_id},
+    )
+    return [r.parent_id for r in found]
+
+
+def edges(sql: SQL) -> dict[str, list[str]]:
+    """Every commit's parents, first parent first (one query for the whole graph)."""
+    graph: dict[str, list[str]] = {}
+    for r in sql.rows(
+        "SELECT commit_id, parent_id FROM commit_parents ORDER BY commit_id, position"
+    ):
+        graph.setdefault(r.commit_id, []).append(r.parent_id)
+    return graph
+
+
+class Lookup:
+    """What `revs.resolve` asks, answered on one connection."""
+
+    def __init__(self, sql: SQL) -> None:
+        self._sql = sql
+
+    def head(self) -> str:
+        """The current branch."""
+        return head(self._sql)
+
+    def ref_target(self, name: str) -> tuple[str, str] | None:
+        """``(kind, commit id)`` of the ref ``name``, or None."""
+        ref = find_ref(self._sql, name)
+        return (ref.kind, ref.commit_id) if ref is not None else None
+
+    def parents(self, commit_id: str) -> list[str]:
+        """The commit's parents, first parent first."""
+        return parents(self._sql, commit_id)
+
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` commit ids starting with ``prefix``, sorted."""
+        found = self._sql.rows(
+            "SELECT id FROM commits WHERE id LIKE :prefix ORDER BY id LIMIT :limit",
+            {"prefix": prefix + "%", "limit": limit},
+        )
+        return [r.id for r in found]
+
+
+def resolve(sql: SQL, rev: Rev) -> str:
+    """The full id of the commit ``rev`` names (see `stashdb.storage.revs`)."""
+    return revs.resolve(rev, Lookup(sql))
+
+
+# -- commits and manifests ---------------------------------------------------------
+
+
+def load_commits(sql: SQL, ids: Sequence[str], *, entries: bool = True) -> list[Commit]:
+    """The commits ``ids``, in that order, with their manifests when ``entries``.
+
+    Raises:
+        RevisionNotFound: one of them is not in the store.
+    """
+    rows: dict[str, Any] = {}
+    parent_ids: dict[str, list[str]] = {}
+    tags: dict[str, list[str]] = {}
+    unique = list(dict.fromkeys(ids))
+    for batch in batches(unique):
+        cond, params = in_list("id", batch)
+        rows.update((r.id, r) for r in sql.rows(f"SELECT * FROM commits WHERE {cond}", params))
+        cond, params = in_list("commit_id", batch)
+        for r in sql.rows(
+            f"SELECT commit_id, parent_id FROM commit_parents WHERE {cond} "
+            "ORDER BY commit_id, position",
+            params,
+        ):
+            parent_ids.setdefault(r.commit_id, []).append(r.parent_id)
+        query = f"SELECT name, commit_id FROM refs WHERE kind = 'tag' AND {cond}"
+        for r in sql.rows(query, params):
+            tags.setdefault(r.commit_id, []).append(r.name)
+    missing = [i for i in unique if i not in rows]
+    if missing:
+        raise RevisionNotFound(missing[0], "no such commit in this store")
+    found = manifests(sql, unique) if entries else {}
+    return [
+        commit_from_row(rows[i], parent_ids.get(i, []), found.get(i, []), tags.get(i, []))
+        for i in ids
+    ]
+
+
+def manifests(sql: SQL, ids: Sequence[str]) -> dict[str, list[Entry]]:
+    """The entries of each commit in ``ids`` (commits with none are left out)."""
+    raw: dict[str, list[Any]] = {}
+    for batch in batches(list(dict.fromkeys(ids))):
+        cond, params = in_list("commit_id", batch)
+        for r in sql.rows(f"SELECT * FROM entries WHERE {cond}", params):
+            raw.setdefault(r.commit_id, []).append(r)
+    return {commit_id: entries_from_rows(rows) for commit_id, rows in raw.items()}
+
+
+def entries_named(sql: SQL, name: str, commit_ids: Sequence[str]) -> dict[str, Entry]:
+    """``{commit id: entry}`` of the variable ``name`` in the commits that have it."""
+    found: dict[str, Entry] = {}
+    for batch in batches(commit_ids):
+        cond, params = in_list("commit_id", batch)
+        params["name"] = name
+        for row in sql.rows(f"SELECT * FROM entries WHERE name = :name AND {cond}", params):
+            found[row.commit_id] = entries_from_rows([row])[0]
+    return found
+
+
+def value_hashes(sql: SQL, object_id: bytes) -> dict[int, str]:
+    """Slot -> value hash recorded for the members of a group object, if any."""
+    found = sql.rows(
+        "SELECT DISTINCT slot, value_hash FROM entries WHERE object_id = :id "
+        "AND slot IS NOT NULL AND value_hash IS NOT NULL",
+        {"id": object_id},
+    )
+    return {r.slot: r.value_hash for r in found}
+
+
+# -- objects and chunks ------------------------------------------------------------
+
+
+def read_objects(sql: SQL, object_ids: Iterable[bytes]) -> Objects:
+    """Objects put back together from their chunks, every chunk checked (format rule 5).
+
+    Returns:
+        For each object id, its pickler name and parts (writable buffers), or
+        the `CorruptChunk` that reading it ran into; a damaged object does
+        not stop the others.
+    """
+    ids = list(dict.fromkeys(object_ids))
+    heads: dict[bytes, tuple[str, int]] = {}
+    places: list[ChunkPlace] = []
+    for batch in batches(ids):
+        cond, params = in_list("id", batch)
+        for r in sql.rows(f"SELECT id, pickler, parts FROM objects WHERE {cond}", params):
+            heads[bytes(r.id)] = (r.pickler, r.parts)
+        cond, params = in_list("object_id", batch)
+        places += [
+            ChunkPlace(bytes(r.object_id), r.part, r.seq, bytes(r.chunk_id), r.raw_size)
+            for r in sql.rows(
+                "SELECT object_id, part, seq, chunk_id, raw_size FROM object_chunks "
+                f"WHERE {cond} ORDER BY object_id, part, seq",
+                params,
+            )
+        ]
+    return assemble(ids, heads, places, lambda chunk_ids: iter_chunks(sql, chunk_ids))
+
+
+def iter_chunks(sql: SQL, chunk_ids: Sequence[bytes]) -> Iterator[tuple[bytes, int, bytes]]:
+    """``(chunk id, codec, stored bytes)`` of the chunks found among ``chunk_ids``."""
+    for batch in batches(chunk_ids, CHUNK_BATCH):
+        cond, params = in_list("id", batch)
+        for r in sql.rows(f"SELECT id, codec, data FROM chunks WHERE {cond}", params):
+            yield bytes(r.id), r.codec, r.data
+
+
+def object_sizes(sql: SQL, object_ids: Iterable[bytes]) -> dict[bytes, int]:
+    """``{object id: stored size}`` of the objects the store has among ``object_ids``."""
+    found: dict[bytes, int] = {}
+    for batch in batches(list(object_ids)):
+        cond, params = in_list("id", batch)
+        for r in sql.rows(f"SELECT id, stored_size FROM objects WHERE {cond}", params):
+            found[bytes(r.id)] = r.stored_size
+    return found
+
+
+def chunk_sizes(sql: SQL, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
+    """``{chunk id: stored bytes}`` of the chunks the store has among ``chunk_ids``."""
+    found: dict[bytes, int] = {}
+    for batch in batches(list(chunk_ids)):
+        cond, params = in_list("id", batch)
+        for r in sql.rows(f"SELECT id, LENGTH(data) AS size FROM chunks WHERE {cond}", params):
+            found[bytes(r.id)] = r.size
+    return found
+
+
+def incomplete_objects(sql: SQL, object_ids: Iterable[bytes]) -> bool:
+    """Whether any of ``object_ids`` is missing, or misses one of its chunks."""
+    for batch in batches(list(object_ids)):
+        cond, params = in_list("id", batch)
+        present = sql.rows(f"SELECT COUNT(*) AS n FROM objects WHERE {cond}", params)[0].n
+        if present != len(batch):
+            return True
+        cond, params = in_list("oc.object_id", batch)
+        holes = sql.rows(
+            "SELECT COUNT(*) AS n FROM object_chunks AS oc "
+            f"LEFT JOIN chunks AS c ON c.id = oc.chunk_id WHERE {cond} AND c.id IS NULL",
+            params,
+        )[0].n
+        if holes:
+            return True
+    return False
+
+
+# -- the whole store -------------------------------------------------------------------
+
+
+def stats(sql: SQL) -> StoreStats:
+    """Counts and sizes of the whole store (metadata and row sizes only)."""
+
+    def count(table: str) -> int:
+        return int(sql.rows(f"SELECT COUNT(*) AS n FROM {table}")[0].n)
+
+    sizes = sql.rows(
+        "SELECT COALESCE(SUM(raw_size), 0) AS raw, COALESCE(SUM(LENGTH(data)), 0) AS stored "
+        "FROM chunks"
+    )[0]
+    logical = sql.rows(
+        "SELECT COALESCE(SUM(o.raw_size), 0) AS logical FROM "
+        "(SELECT DISTINCT commit_id, object_id FROM entries WHERE object_id IS NOT NULL) AS e "
+        "JOIN objects AS o ON o.id = e.object_id"
+    )[0].logical
+    refs = list_refs(sql)
+    return StoreStats(
+        commits=count("commits"),
+        branches=sum(r.kind == "branch" for r in refs),
+        tags=sum(r.kind == "tag" for r in refs),
+        objects=count("objects"),
+        chunks=count("chunks"),
+        raw_bytes=int(sizes.raw),
+        stored_bytes=int(sizes.stored),
+        logical_bytes=int(logical),
+    )

@@ -1,0 +1,240 @@
+"""The read side of a store: every read, over whichever driver the store is read through.
+
+A `Reader` is built from a `Driver` (something that hands out read
+transactions): `stashdb.storage.sqlite_driver.SQLiteDriver` for SQLite files
+(no SQLAlchemy import), `stashdb.storage.engine_driver.EngineDriver` for
+everything else. Each method is one transaction over the shared queries of
+`stashdb.storage.queries`, so both drivers read alike, and the chunk checks
+(format rule 5) are written once, in `stashdb.storage.chunking.assemble`.
+Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from stashdb.errors import RefNotFound
+from stashdb.model import (
+    Change,
+    ChangeCounts,
+    Commit,
+    Diff,
+    Entry,
+    Ref,
+    Rev,
+    StoreStats,
+    Version,
+)
+from stashdb.storage import graph, queries
+from stashdb.storage.chunking import Objects
+
+__all__ = ["Driver", "Reader"]
+
+
+class Driver(Protocol):
+    """Read transactions on one store."""
+
+    def transaction(self) -> AbstractContextManager[queries.SQL]:
+        """A read transaction: a consistent view of the store."""
+        ...
+
+    def close(self) -> None:
+        """Release what the driver holds (its connection)."""
+        ...
+
+
+class Reader:
+    """Commits, manifests, refs, revs and objects of one store, read-only."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+
+    def transaction(self) -> AbstractContextManager[queries.SQL]:
+        """A read transaction, for reads made of several queries (`verify`)."""
+        return self.driver.transaction()
+
+    def close(self) -> None:
+        """Release the driver's connection; the next read opens another."""
+        self.driver.close()
+
+    # -- refs and revs -------------------------------------------------------------
+
+    def head(self) -> str:
+        """The current branch."""
+        with self.transaction() as sql:
+            return queries.head(sql)
+
+    def resolve(self, rev: Rev) -> str:
+        """The full id of the commit ``rev`` names.
+
+        Raises:
+            RevisionNotFound: nothing matches.
+            AmbiguousRevision: a short id matches several commits.
+        """
+        with self.transaction() as sql:
+            return queries.resolve(sql, rev)
+
+    def find_ref(self, name: str) -> Ref | None:
+        """The branch or tag ``name``, or None."""
+        with self.transaction() as sql:
+            return queries.find_ref(sql, name)
+
+    def list_refs(self, kind: str | None = None) -> list[Ref]:
+        """Every ref, or every ref of one ``kind`` (``branch`` or ``tag``), sorted by name."""
+        with self.transaction() as sql:
+            return queries.list_refs(sql, kind)
+
+    # -- commits -------------------------------------------------------------------
+
+    def get_commit(self, commit_id: str, *, entries: bool = True) -> Commit:
+        """One commit, with its manifest unless ``entries`` is false.
+
+        Raises:
+            RevisionNotFound: no such commit.
+        """
+        with self.transaction() as sql:
+            return queries.load_commits(sql, [commit_id], entries=entries)[0]
+
+    def show(self, rev: Rev) -> Commit:
+        """The commit ``rev`` names, with its manifest, in one transaction."""
+        with self.transaction() as sql:
+            return queries.load_commits(sql, [queries.resolve(sql, rev)])[0]
+
+    def log(
+        self, *, branch: str | None = None, limit: int | None = None, all: bool = False
+    ) -> list[Commit]:
+        """Commits reachable from a branch (default: HEAD's) or every ref; newest first.
+
+        Raises:
+            RefNotFound: ``branch`` is not a branch.
+        """
+        with self.transaction() as sql:
+            if all:
+                starts = [r.commit_id for r in queries.list_refs(sql)]
+            else:
+                starts = [tip] if (tip := _tip(sql, branch)) else []
+            ids = graph.reachable(queries.edges(sql), starts)
+            commits = queries.load_commits(sql, ids, entries=False)
+        commits.sort(key=lambda commit: (commit.time, commit.id), reverse=True)
+        return commits[:limit] if limit is not None else commits
+
+    def first_parent_chain(self, tip: str) -> list[str]:
+        """The commits from ``tip`` back along first parents, newest first."""
+        with self.transaction() as sql:
+            return graph.first_parents(queries.edges(sql), tip)
+
+    def value_hashes(self, object_id: bytes) -> dict[int, str]:
+        """Slot -> value hash recorded for the members of a group object, if any."""
+        with self.transaction() as sql:
+            return queries.value_hashes(sql, object_id)
+
+    # -- comparing -----------------------------------------------------------------
+
+    def change_counts(self, commits: Sequence[Commit]) -> dict[str, ChangeCounts]:
+        """Names added, changed and removed by each commit against its first parent."""
+        wanted = {c.id for c in commits} | {c.parents[0] for c in commits if c.parents}
+        with self.transaction() as sql:
+            manifests = queries.manifests(sql, sorted(wanted))
+        counts = {}
+        for commit in commits:
+            after = {e.name: e for e in manifests.get(commit.id, [])}
+            before_list = manifests.get(commit.parents[0], []) if commit.parents else []
+            before = {e.name: e for e in before_list}
+            counts[commit.id] = ChangeCounts(
+                added=len(after.keys() - before.keys()),
+                changed=sum(
+                    1 for n in after.keys() & before.keys() if not after[n].same_value(before[n])
+                ),
+                removed=len(before.keys() - after.keys()),
+            )
+        return counts
+
+    def diff(self, a: Rev, b: Rev) -> Diff:
+        """How snapshot ``b`` differs from ``a`` (both revs)."""
+        with self.transaction() as sql:
+            old, new = queries.load_commits(
+                sql, [queries.resolve(sql, a), queries.resolve(sql, b)]
+            )
+        before = {e.name: e for e in old.entries}
+        after = {e.name: e for e in new.entries}
+        changes = []
+        for name in sorted(before.keys() | after.keys()):
+            o, n = before.get(name), after.get(name)
+            if o is None:
+                status = "added"
+            elif n is None:
+                status = "removed"
+            else:
+                status = "unchanged" if o.same_value(n) else "changed"
+            changes.append(Change(name, status, o, n))
+        return Diff(old, new, tuple(changes))
+
+    def history(self, name: str, *, branch: str | None = None) -> list[Version]:
+        """The versions of one name along a branch's first parents, newest first.
+
+        Raises:
+            RefNotFound: ``branch`` is not a branch.
+        """
+        with self.transaction() as sql:
+            tip = _tip(sql, branch)
+            if tip is None:
+                return []
+            chain = list(reversed(graph.first_parents(queries.edges(sql), tip)))
+            commits = {c.id: c for c in queries.load_commits(sql, chain, entries=False)}
+            found = queries.entries_named(sql, name, chain)
+        versions: list[Version] = []
+        previous: Entry | None = None
+        for commit_id in chain:
+            entry = found.get(commit_id)
+            if entry is not None and previous is None:
+                versions.append(Version(commits[commit_id], "added", entry))
+            elif entry is None and previous is not None:
+                versions.append(Version(commits[commit_id], "removed", None))
+            elif entry is not None and previous is not None and not entry.same_value(previous):
+                versions.append(Version(commits[commit_id], "changed", entry))
+            previous = entry
+        return versions[::-1]
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes of the whole store."""
+        with self.transaction() as sql:
+            return queries.stats(sql)
+
+    # -- objects -------------------------------------------------------------------
+
+    def read_many(self, object_ids: Iterable[bytes]) -> Objects:
+        """Several objects in one read transaction; a damaged one does not stop the others.
+
+        Returns:
+            For each object id, its pickler name and parts, or the `CorruptChunk`
+            that reading it ran into.
+        """
+        with self.transaction() as sql:
+            return queries.read_objects(sql, object_ids)
+
+    def object_sizes(self, object_ids: Iterable[bytes]) -> dict[bytes, int]:
+        """``{object id: stored size}`` of the objects the store has among ``object_ids``."""
+        with self.transaction() as sql:
+            return queries.object_sizes(sql, object_ids)
+
+    def chunk_sizes(self, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
+        """``{chunk id: stored bytes}`` of the chunks the store has among ``chunk_ids``."""
+        with self.transaction() as sql:
+            return queries.chunk_sizes(sql, chunk_ids)
+
+
+def _tip(sql: queries.SQL, branch: str | None) -> str | None:
+    """The tip of ``branch`` (default: HEAD's branch); None for a branch with no commits yet.
+
+    Raises:
+        RefNotFound: ``branch`` was given and is not a branch.
+    """
+    name = branch or queries.head(sql)
+    ref = queries.find_ref(sql, name)
+    if ref is None or ref.kind != "branch":
+        if branch is not None:
+            raise RefNotFound("branch", name)
+        return None
+    return ref.commit_id

@@ -1,0 +1,174 @@
+"""A store, opened: its read side, and its engine and writers, made on first need.
+
+`Store.open` picks the read driver: a SQLite file at the current schema
+revision is read through the standard library's ``sqlite3`` and the engine
+(SQLAlchemy, ~120 ms to import) is made only when something writes or needs
+upkeep; any other store (PostgreSQL, a ``sqlite+pysqlite://`` URL, a store that
+needs an upgrade) is opened through the engine, which checks, creates or
+upgrades it, and read through it too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
+from stashdb.storage.reader import Reader
+from stashdb.storage.sqlite_driver import SQLiteDriver, sqlite_path
+
+if TYPE_CHECKING:
+    from stashdb.storage.commits import CommitWriter
+    from stashdb.storage.engine import Database
+    from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
+    from stashdb.storage.objects import ObjectWriter
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Store"]
+
+
+class Store:
+    """One store: where it is, how long it waits for locks, how it is read and written.
+
+    Use `Store.open`. ``reader`` serves every read; ``commits`` and
+    `object_writer` every write; ``database`` is the engine with its settings.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        location: str | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        light: SQLiteDriver | None = None,
+        database: Database | None = None,
+    ) -> None:
+        self.url = url
+        self._location = location
+        self._lock_timeout = lock_timeout
+        self._light = light
+        self._database = database
+        self._reader: Reader | None = Reader(light) if light is not None else None
+        self._commits: CommitWriter | None = None
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        create: bool = False,
+        location: str | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> Store:
+        """Open (with ``create``, create) the store at ``url``.
+
+        Raises:
+            StoreUnreachable, NotAStore, UnsupportedFormat, DriverMissing: see
+                `stashdb.storage.engine.open_database`.
+        """
+        path = sqlite_path(url)
+        if not create and path is not None:
+            light = SQLiteDriver.open(path, lock_timeout=lock_timeout)
+            if light is not None:
+                return cls(url, location=location, lock_timeout=lock_timeout, light=light)
+        from stashdb.storage.engine import open_database
+
+        database = open_database(
+            url, create=create, location=location, lock_timeout=lock_timeout
+        )
+        # Opened (created, upgraded) by the engine: now the light driver can read it.
+        light = SQLiteDriver.open(path, lock_timeout=lock_timeout) if path is not None else None
+        return cls(
+            url, location=location, lock_timeout=lock_timeout, light=light, database=database
+        )
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a path, or the URL without its password)."""
+        if self._location is None:
+            from stashdb.storage.engine import safe_url
+
+            self._location = safe_url(self.url)
+        return self._location
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds a write (or, on SQLite, a read) waits while another process holds the lock."""
+        return self._lock_timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float) -> None:
+        self._lock_timeout = float(seconds)
+        if self._light is not None:
+            self._light.lock_timeout = self._lock_timeout
+        if self._database is not None:
+            self._database.lock_timeout = self._lock_timeout
+
+    @property
+    def database(self) -> Database:
+        """The engine with the store's settings, opened on first use."""
+        if self._database is None:
+            from stashdb.storage.engine import open_database
+
+            self._database = open_database(
+                self.url, create=False, location=self._location, lock_timeout=self._lock_timeout
+            )
+        return self._database
+
+    @property
+    def reader(self) -> Reader:
+        """The read side: through ``sqlite3`` when the store allows it, else the engine."""
+        if self._reader is None:
+            from stashdb.storage.engine_driver import EngineDriver
+
+            self._reader = Reader(EngineDriver(self.database))
+        return self._reader
+
+    @property
+    def commits(self) -> CommitWriter:
+        """Writes commits, refs and HEAD."""
+        if self._commits is None:
+            from stashdb.storage.commits import CommitWriter
+
+            self._commits = CommitWriter(self.database)
+        return self._commits
+
+    def object_writer(self, *, compress: bool = True) -> ObjectWriter:
+        """A writer for the objects of one commit."""
+        from stashdb.storage.objects import ObjectWriter
+
+        return ObjectWriter(self.database, self.reader, compress=compress)
+
+    # -- upkeep ------------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """See `stashdb.storage.maintenance.verify`."""
+        from stashdb.storage import maintenance
+
+        return maintenance.verify(self.reader)
+
+    def gc(self, *, grace: float | None = None) -> GcReport:
+        """See `stashdb.storage.maintenance.gc`."""
+        from stashdb.storage import maintenance
+
+        return maintenance.gc(self.database, grace=grace)
+
+    def prune(
+        self,
+        branch: str,
+        *,
+        keep_last: int | None = None,
+        keep_days: float | None = None,
+        grace: float | None = None,
+    ) -> PruneReport:
+        """See `stashdb.storage.maintenance.prune`."""
+        from stashdb.storage import maintenance
+
+        return maintenance.prune(
+            self.database, branch, keep_last=keep_last, keep_days=keep_days, grace=grace
+        )
+
+    def close(self) -> None:
+        """Close the connections; the store can still be used (they reopen)."""
+        if self._reader is not None:
+            self._reader.close()
+        if self._database is not None:
+            self._database.dispose()
