@@ -51,6 +51,7 @@ class Entry:
 
     @property
     def skipped(self) -> bool:
+        """Whether the name could not be stored (see ``reason``)."""
         return self.kind == "skipped"
 
     @property
@@ -118,13 +119,16 @@ class Commit:
 
     @property
     def short_id(self) -> str:
+        """The first 8 hex digits of the id, as ``log`` shows it."""
         return self.id[:8]
 
     @property
     def names(self) -> list[str]:
+        """Every name of the snapshot, sorted."""
         return [e.name for e in self.entries]
 
     def entry(self, name: str) -> Entry:
+        """The entry of ``name``; raises KeyError if the snapshot has none."""
         for e in self.entries:
             if e.name == name:
                 return e
@@ -193,18 +197,22 @@ class Diff:
 
     @property
     def added(self) -> list[Change]:
+        """Names only ``b`` has."""
         return self._with("added")
 
     @property
     def removed(self) -> list[Change]:
+        """Names only ``a`` has."""
         return self._with("removed")
 
     @property
     def changed(self) -> list[Change]:
+        """Names whose value differs."""
         return self._with("changed")
 
     @property
     def unchanged(self) -> list[Change]:
+        """Names whose value is the same in both."""
         return self._with("unchanged")
 
     def __bool__(self) -> bool:

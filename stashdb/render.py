@@ -81,6 +81,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 def commit_json(
     commit: Commit, counts: ChangeCounts | None = None, *, entries: bool = False
 ) -> dict[str, Any]:
+    """A commit as JSON (with its entries when ``entries``; with change counts if given)."""
     data: dict[str, Any] = {
         "id": commit.id,
         "short_id": commit.short_id,
@@ -125,6 +126,7 @@ def _change_json(change: Change) -> dict[str, Any]:
 
 
 def diff_json(diff: Diff) -> dict[str, Any]:
+    """A diff as JSON: the changes, and the names that did not change."""
     return {
         "a": diff.a.id,
         "b": diff.b.id,
@@ -134,6 +136,7 @@ def diff_json(diff: Diff) -> dict[str, Any]:
 
 
 def version_json(version: Version) -> dict[str, Any]:
+    """One version of a variable as JSON."""
     return {
         "commit": commit_json(version.commit),
         "status": version.status,
@@ -142,6 +145,7 @@ def version_json(version: Version) -> dict[str, Any]:
 
 
 def ref_json(ref: Ref, head: str | None = None) -> dict[str, Any]:
+    """A branch or tag as JSON; ``current`` is true for HEAD's branch."""
     return {
         "name": ref.name,
         "kind": ref.kind,
@@ -153,6 +157,7 @@ def ref_json(ref: Ref, head: str | None = None) -> dict[str, Any]:
 
 
 def stats_json(stats: StoreStats) -> dict[str, Any]:
+    """A store's counts and sizes as JSON."""
     return {
         "commits": stats.commits,
         "branches": stats.branches,
@@ -167,6 +172,7 @@ def stats_json(stats: StoreStats) -> dict[str, Any]:
 
 
 def checkout_json(report: CheckoutReport) -> dict[str, Any]:
+    """What a checkout did, as JSON."""
     return {
         "commit": report.commit.id,
         "restored": report.restored,
@@ -330,6 +336,7 @@ def log_table(
     branch_tips: dict[str, list[str]],
     graph: bool = False,
 ) -> _Rows:
+    """Commits as a table, newest first (with ``graph``, a graph column like git's)."""
     columns: list[tuple[str, dict[str, Any]]] = [
         ("commit", {"style": "yellow"}),
         ("time", {}),
@@ -356,6 +363,7 @@ def log_table(
 
 
 def entries_table(entries: Iterable[Entry]) -> _Rows:
+    """A snapshot's entries: name, type, size, status, preview."""
     table = _table(
         ("name", {"style": "bold", "max_width": 20}),
         ("type", {"max_width": 18}),
@@ -370,6 +378,7 @@ def entries_table(entries: Iterable[Entry]) -> _Rows:
 
 
 def diff_table(diff: Diff) -> _Rows:
+    """Names added (+), removed (-) and changed (~), with their values old → new."""
     table = _table(
         ("", {}),
         ("name", {"style": "bold", "max_width": 20}),
@@ -395,6 +404,7 @@ def diff_table(diff: Diff) -> _Rows:
 
 
 def history_table(versions: Sequence[Version]) -> _Rows:
+    """The versions of one variable, newest first."""
     table = _table(
         ("commit", {"style": "yellow"}),
         ("time", {}),
@@ -417,6 +427,7 @@ def history_table(versions: Sequence[Version]) -> _Rows:
 
 
 def refs_table(refs: Sequence[Ref], head: str | None) -> _Rows:
+    """Branches or tags; ``*`` marks the current branch."""
     table = _table(("", {}), ("name", {"style": "bold"}), ("commit", {"style": "yellow"}),
                    ("message", {}))
     for ref in refs:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from types import CodeType
 from typing import Annotated, Any
 
 import typer
@@ -84,7 +86,7 @@ def commit(
         raise InvalidArguments(
             "give a script to run (stashdb commit SCRIPT.py) or --from FILE, not both"
         )
-    from stashdb.scripts import load_script, running_script
+    from stashdb.scripts import load_script
 
     # A missing or broken script fails before any store is made.
     code = load_script(script) if script is not None else None
@@ -93,12 +95,8 @@ def commit(
     def commit_namespace(text: str, namespace: dict[str, Any]) -> stashdb.Commit:
         with progress("committing") as bar:
             return repo.commit(
-                text,
-                namespace=namespace,
-                branch=branch,
-                only=split_names(only),
-                exclude=split_names(exclude),
-                progress=bar,
+                text, namespace=namespace, branch=branch, only=split_names(only),
+                exclude=split_names(exclude), progress=bar,
             )
 
     if source is not None:
@@ -109,11 +107,26 @@ def commit(
             made = commit_namespace(message or f"imported {Path(source).name}", module.__dict__)
         _report_commit(made, as_json)
         return
-
     assert script is not None and code is not None
+    exit_code = _run_and_commit(script, list(args or []), code, message, as_json, commit_namespace)
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+def _run_and_commit(
+    script: str,
+    args: list[str],
+    code: CodeType,
+    message: str,
+    as_json: bool,
+    commit_namespace: Callable[[str, dict[str, Any]], stashdb.Commit],
+) -> int:
+    """Run the script, commit what it left (also when it failed); its exit status."""
+    from stashdb.scripts import running_script
+
     # With --json, stdout carries only the JSON: the script prints to stderr.
     script_output = contextlib.redirect_stdout(sys.stderr) if as_json else nullcontext()
-    with script_output, running_script(script, list(args or []), code) as run:
+    with script_output, running_script(script, args, code) as run:
         text = message or f"run {Path(script).name}"
         if run.failure is not None:
             text = f"{text} [failed: {run.failure}]"
@@ -121,8 +134,7 @@ def commit(
     if run.traceback:
         sys.stderr.write(run.traceback)
     _report_commit(made, as_json)
-    if run.exit_code:
-        raise typer.Exit(run.exit_code)
+    return run.exit_code
 
 
 def _report_commit(made: stashdb.Commit, as_json: bool) -> None:

@@ -80,6 +80,7 @@ class Pickled:
 
     @property
     def size(self) -> int:
+        """Bytes of the stream and its buffers."""
         return sum(memoryview(p).nbytes for p in self.parts)
 
 
@@ -97,6 +98,7 @@ class WorkspaceRefs:
 
     @classmethod
     def of(cls, namespace: Mapping[str, Any], names: Iterable[str]) -> WorkspaceRefs:
+        """The workspace classes and functions among ``names`` of ``namespace``."""
         module = str(namespace.get("__name__", "__main__"))
         by_name: dict[int, str] = {}
         for name in names:

@@ -29,6 +29,8 @@ _LITERAL_ATOMS = (int, float, complex, str, bytes, bool, type(None))
 
 @dataclass(frozen=True)
 class Description:
+    """What browsing shows of a value: its type, a preview, its shape, its exact repr if small."""
+
     type_name: str
     preview: str
     shape: str | None = None

@@ -12,6 +12,7 @@ so opening an existing store stays cheap.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 import uuid
@@ -313,9 +314,11 @@ def schema_revision(database: Database) -> str | None:
 
 def migrations_dir() -> Path:
     """Where the Alembic scripts are, in a source checkout and an installed package alike."""
-    import stashdb.migrations
-
-    return Path(stashdb.migrations.__file__).parent
+    # Found, not imported: the migrations are data to this layer (and importing
+    # them here would make storage depend on the package above it).
+    spec = importlib.util.find_spec("stashdb.migrations")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent
 
 
 def upgrade(database: Database, revision: str = "head") -> None:

@@ -70,6 +70,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """Whether nothing reachable is missing or damaged."""
         return not self.problems
 
     def __str__(self) -> str:
@@ -299,70 +300,87 @@ def prune(
         raise InvalidArguments("prune needs keep_last and/or keep_days: what to keep")
     if (keep_last is not None and keep_last < 0) or (keep_days is not None and keep_days < 0):
         raise InvalidArguments("keep_last and keep_days cannot be negative")
-    c, p = schema.commits.c, schema.commit_parents.c
     with database.write() as conn:
         sql = EngineSQL(conn)
         ref = queries.find_ref(sql, branch)
         if ref is None or ref.kind != "branch":
             raise RefNotFound("branch", branch)
-        tip = ref.commit_id
         parents = queries.edges(sql)
+        c = schema.commits.c
         times = {commit_id: when for commit_id, when in conn.execute(select(c.id, c.time))}
         chain = []  # the first-parent chain, up to a parent that is missing
-        for commit_id in graph.first_parents(parents, tip):
+        for commit_id in graph.first_parents(parents, ref.commit_id):
             if commit_id not in times:
                 break
             chain.append(commit_id)
-
-        # Tagged commits, branch heads, and fork points (a chain commit that a commit
-        # off the chain has as its parent: another branch starts there).
-        on_chain = set(chain)
-        heads = {r.commit_id for r in queries.list_refs(sql)}
-        reachable = set(graph.reachable(parents, heads))
-        protected = heads | {
-            parent
-            for child, its_parents in parents.items()
-            if child in reachable and child not in on_chain
-            for parent in its_parents
-            if parent in on_chain
-        }
-        cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
-        keep = set()
-        for position, commit_id in enumerate(chain):
-            recent = keep_last is not None and position < keep_last
-            young = cutoff is not None and times[commit_id] >= cutoff
-            if recent or young:
-                keep.add(commit_id)
-        keep.add(tip)
-        keep |= protected
+        keep = _to_keep(sql, chain, parents, times, keep_last, keep_days)
+        _relink(conn, chain, parents, keep)
         dropped = [commit_id for commit_id in chain if commit_id not in keep]
-
-        # Re-link each kept commit whose first parent goes to its nearest kept ancestor.
-        kept_chain = [commit_id for commit_id in chain if commit_id in keep]
-        for newer, older in zip(kept_chain, [*kept_chain[1:], None]):
-            first = parents.get(newer, [None])[0]
-            if first == older or first is None or first in keep:
-                continue
-            conn.execute(
-                delete(schema.commit_parents).where(p.commit_id == newer, p.position == 0)
-            )
-            if older is not None:
-                conn.execute(
-                    schema.commit_parents.insert().values(
-                        commit_id=newer, position=0, parent_id=older
-                    )
-                )
-        released: set[bytes] = set()
-        for batch in queries.batches(dropped):
-            e = schema.entries.c
-            released.update(
-                bytes(object_id)
-                for object_id in conn.execute(
-                    select(e.object_id).where(e.commit_id.in_(batch), e.object_id.is_not(None))
-                ).scalars()
-            )
-            conn.execute(delete(schema.entries).where(schema.entries.c.commit_id.in_(batch)))
-            conn.execute(delete(schema.commit_parents).where(p.commit_id.in_(batch)))
-            conn.execute(delete(schema.commits).where(c.id.in_(batch)))
+        released = _drop(conn, dropped)
         freed = _collect(conn, time.time() - _grace(grace), released)
     return PruneReport(tuple(dropped), freed)
+
+
+def _to_keep(
+    sql: queries.SQL,
+    chain: list[str],
+    parents: graph.Graph,
+    times: dict[str, float],
+    keep_last: int | None,
+    keep_days: float | None,
+) -> set[str]:
+    """The commits of ``chain`` that prune keeps: recent, young, tagged, heads, fork points."""
+    # Tagged commits, branch heads, and fork points (a chain commit that a commit
+    # off the chain has as its parent: another branch starts there).
+    on_chain = set(chain)
+    heads = {r.commit_id for r in queries.list_refs(sql)}
+    reachable = set(graph.reachable(parents, heads))
+    protected = heads | {
+        parent
+        for child, its_parents in parents.items()
+        if child in reachable and child not in on_chain
+        for parent in its_parents
+        if parent in on_chain
+    }
+    cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
+    keep = set(chain[:1]) | protected  # the tip
+    for position, commit_id in enumerate(chain):
+        recent = keep_last is not None and position < keep_last
+        young = cutoff is not None and times[commit_id] >= cutoff
+        if recent or young:
+            keep.add(commit_id)
+    return keep
+
+
+def _relink(conn: Connection, chain: list[str], parents: graph.Graph, keep: set[str]) -> None:
+    """Point each kept commit whose first parent is dropped at its nearest kept ancestor."""
+    p = schema.commit_parents.c
+    kept_chain = [commit_id for commit_id in chain if commit_id in keep]
+    older_ones: list[str | None] = [*kept_chain[1:], None]
+    for newer, older in zip(kept_chain, older_ones):
+        its_parents = parents.get(newer) or ()
+        first = its_parents[0] if its_parents else None
+        if first == older or first is None or first in keep:
+            continue
+        conn.execute(delete(schema.commit_parents).where(p.commit_id == newer, p.position == 0))
+        if older is not None:
+            conn.execute(
+                schema.commit_parents.insert().values(commit_id=newer, position=0, parent_id=older)
+            )
+
+
+def _drop(conn: Connection, dropped: list[str]) -> set[bytes]:
+    """Delete the commits ``dropped`` with their manifests; the objects they held."""
+    c, p, e = schema.commits.c, schema.commit_parents.c, schema.entries.c
+    released: set[bytes] = set()
+    for batch in queries.batches(dropped):
+        released.update(
+            bytes(object_id)
+            for object_id in conn.execute(
+                select(e.object_id).where(e.commit_id.in_(batch), e.object_id.is_not(None))
+            ).scalars()
+        )
+        conn.execute(delete(schema.entries).where(e.commit_id.in_(batch)))
+        conn.execute(delete(schema.commit_parents).where(p.commit_id.in_(batch)))
+        conn.execute(delete(schema.commits).where(c.id.in_(batch)))
+    return released

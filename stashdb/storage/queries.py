@@ -320,21 +320,19 @@ def iter_chunks(sql: SQL, chunk_ids: Sequence[bytes]) -> Iterator[tuple[bytes, i
 
 def object_sizes(sql: SQL, object_ids: Iterable[bytes]) -> dict[bytes, int]:
     """``{object id: stored size}`` of the objects the store has among ``object_ids``."""
-    found: dict[bytes, int] = {}
-    for batch in batches(list(object_ids)):
-        cond, params = in_list("id", batch)
-        for r in sql.rows(f"SELECT id, stored_size FROM objects WHERE {cond}", params):
-            found[bytes(r.id)] = r.stored_size
-    return found
+    return _sizes(sql, "SELECT id, stored_size AS size FROM objects", object_ids)
 
 
 def chunk_sizes(sql: SQL, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
     """``{chunk id: stored bytes}`` of the chunks the store has among ``chunk_ids``."""
+    return _sizes(sql, "SELECT id, LENGTH(data) AS size FROM chunks", chunk_ids)
+
+
+def _sizes(sql: SQL, select: str, ids: Iterable[bytes]) -> dict[bytes, int]:
     found: dict[bytes, int] = {}
-    for batch in batches(list(chunk_ids)):
+    for batch in batches(list(ids)):
         cond, params = in_list("id", batch)
-        for r in sql.rows(f"SELECT id, LENGTH(data) AS size FROM chunks WHERE {cond}", params):
-            found[bytes(r.id)] = r.size
+        found.update((bytes(r.id), r.size) for r in sql.rows(f"{select} WHERE {cond}", params))
     return found
 
 
