@@ -23,6 +23,7 @@ from stashdb.errors import (
     InvalidRefName,
     NameNotInNamespace,
     NameNotInSnapshot,
+    NotABranch,
     NotASessionFile,
     NotAStore,
     NothingToUndo,

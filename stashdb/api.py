@@ -45,6 +45,8 @@ __all__ = [
 STORE_DIR = ".stashdb"
 #: The SQLite database inside it.
 STORE_FILE = "stash.db"
+#: The environment variable naming the store when none is given (a path or a URL).
+STORE_ENV = "STASHDB_URL"
 
 RepoLike = Union[Repo, str, "os.PathLike[str]", None]
 
@@ -100,21 +102,24 @@ def close_all() -> None:
         repo.close()
 
 
-def init(path: str | os.PathLike[str] = ".") -> Repo:
+def init(path: str | os.PathLike[str] = ".", *, lock_timeout: float | None = None) -> Repo:
     """Create a store in ``path/.stashdb/`` (or a database URL) and return it.
 
     Opening an existing store is not an error: you get that store.
+    ``lock_timeout``: as for `open`.
     """
     text = os.fspath(path)
-    if _is_url(text):
-        return _cached(text, create=True, location=None)  # the URL, password masked
+    if _is_url(text):  # the URL, password masked
+        return _cached(text, create=True, location=None, lock_timeout=lock_timeout)
     directory = Path(text)
     if directory.is_file():
         raise NotAStore(str(directory), "it is a file; stashdb.init() takes a directory")
     store_dir = directory / STORE_DIR
     store_dir.mkdir(parents=True, exist_ok=True)
     db = store_dir / STORE_FILE
-    return _cached(sqlite_url(db), create=True, location=str(store_dir.resolve()))
+    return _cached(
+        sqlite_url(db), create=True, location=str(store_dir.resolve()), lock_timeout=lock_timeout
+    )
 
 
 def _locate(repo: str | os.PathLike[str] | None) -> tuple[str, str | None] | None:
@@ -148,9 +153,10 @@ def open(
 ) -> Repo:
     """The store named by ``repo``: a Repo, a directory, a SQLite file, or a database URL.
 
-    With ``repo=None`` the store is found by walking up from the current
-    directory; with ``create`` a new one is made (in the current directory, or
-    the directory given) when none is found, and that is said once, on stderr.
+    With ``repo=None`` the store is ``$STASHDB_URL`` when that is set, else the
+    one found by walking up from the current directory; with ``create`` a new
+    one is made (in the current directory, or the directory given) when none is
+    found, and that is said once, on stderr.
 
     Args:
         lock_timeout: seconds a write waits while another process holds the
@@ -164,6 +170,9 @@ def open(
         if lock_timeout is not None:
             repo.lock_timeout = lock_timeout
         return repo
+    if repo is None or os.fspath(repo) == "":
+        # As for the command line and the IPython extension (docs/postgres.md).
+        repo = os.environ.get(STORE_ENV) or None
     try:
         located = _locate(repo)
     except NotAStore:
@@ -178,9 +187,7 @@ def open(
         if repo is None:
             raise StoreNotFound(str(Path.cwd()))
         raise NotAStore(os.fspath(repo), "no such file or directory")
-    made = init(Path.cwd() if repo is None else repo)
-    if lock_timeout is not None:
-        made.lock_timeout = lock_timeout
+    made = init(Path.cwd() if repo is None else repo, lock_timeout=lock_timeout)
     if repo is None:
         print(f"stashdb: created a new store in {made.location}", file=sys.stderr)
     return made
@@ -200,21 +207,28 @@ class Migration:
         return f"upgraded {self.location} from schema revision {self.before} to {self.after}"
 
 
-def migrate(repo: str | os.PathLike[str] | None = None) -> Migration:
+def migrate(
+    repo: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None
+) -> Migration:
     """Upgrade a store's schema to the newest revision this stashdb knows.
 
     Opening a store upgrades it anyway; this does it explicitly and says what
-    changed. Raises like `open`.
+    changed. ``lock_timeout``: as for `open`. Raises like `open`.
     """
     from stashdb.storage.engine import open_database, schema_revision, upgrade
 
+    if repo is None or os.fspath(repo) == "":
+        repo = os.environ.get(STORE_ENV) or None
     located = _locate(repo)
     if located is None:
         raise StoreNotFound(str(Path.cwd())) if repo is None else NotAStore(
             os.fspath(repo), "no such file or directory"
         )
     url, location = located
-    database = open_database(url, create=False, location=location, upgrade_schema=False)
+    database = open_database(
+        url, create=False, location=location, upgrade_schema=False,
+        lock_timeout=DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+    )
     try:
         before = schema_revision(database)
         upgrade(database)

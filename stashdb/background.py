@@ -1,17 +1,22 @@
-"""The one writer of a Repo: writes run on one thread, one at a time, in the order asked.
+"""The one writer of a Repo: writes happen one at a time, in the order they are asked for.
 
 A front end that must not wait for the disk (the IPython extension after each
 cell, a session after each execution) hands a prepared commit to
-`BackgroundWriter.submit` and goes on; everything else the Repo writes (a
-commit from a script, a tag, gc) goes through `BackgroundWriter.run`, which
-queues behind the writes in flight, so the order of writes is the order they
-were asked for. Reads call `BackgroundWriter.settle` first and see every write
-asked for before them.
+`BackgroundWriter.submit` and goes on; the write runs on the Repo's writer
+thread. Everything else the Repo writes (a commit from a script, a tag, gc)
+goes through `BackgroundWriter.run`, which first waits for the writes in
+flight and then writes *on the caller's thread*: Ctrl-C interrupts it and its
+transaction rolls back, as it would without a writer thread, and a write made
+while the interpreter shuts down (an ``atexit`` handler) still works. One lock
+keeps the two kinds apart, so the order of writes is the order they were asked
+for, and reads call `BackgroundWriter.settle` first: they see every write asked
+for before them.
 
 The thread ends with the interpreter, after the queued writes
 (``concurrent.futures`` joins its workers at exit), so the last snapshot of a
 session is written before the process exits. After ``fork()`` the child starts
-with no writer and no writes in flight: those are the parent's.
+with no writer, no writes in flight (those are the parent's) and fresh locks:
+a lock the parent held at the fork would otherwise stay held in the child.
 """
 
 from __future__ import annotations
@@ -28,43 +33,55 @@ _T = TypeVar("_T")
 
 
 class BackgroundWriter:
-    """A single-thread executor for one Repo's writes, safe across ``fork()``."""
+    """A single-thread executor for one Repo's writes, and the lock every write takes."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._state = threading.Lock()  # guards the fields below
+        self._writing = threading.RLock()  # held by the one write under way
+        self._local = threading.local()  # .writing: this thread is inside a write
         self._executor: futures.ThreadPoolExecutor | None = None
         self._pending: set[futures.Future[object]] = set()
         self._thread: int | None = None
-        self._pid = os.getpid()
 
     def submit(self, write: Callable[[], _T]) -> futures.Future[_T]:
-        """Queue ``write`` behind the writes in flight; its future holds its result or error."""
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's writer is not ours
-                self._executor, self._pending, self._thread = None, set(), None
-                self._pid = os.getpid()
-            if self._executor is None:
-                self._executor = futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="stashdb-writer",
-                    initializer=self._note_thread,
-                )
-            future = self._executor.submit(write)
-            self._pending.add(future)  # type: ignore[arg-type]
+        """Queue ``write`` behind the writes in flight; its future holds its result or error.
+
+        While the interpreter shuts down no thread can start: then ``write``
+        runs here and now, and the future is already done.
+        """
+        self._after_fork()
+        with self._state:
+            try:
+                if self._executor is None:
+                    self._executor = futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="stashdb-writer",
+                        initializer=self._note_thread,
+                    )
+                future = self._executor.submit(self._locked, write)
+            except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+                future = None
+            else:
+                self._pending.add(future)  # type: ignore[arg-type]
+        if future is None:
+            return _done_now(lambda: self.run(write))
         future.add_done_callback(self._done)  # type: ignore[arg-type]
         return future
 
     def run(self, write: Callable[[], _T]) -> _T:
-        """Run ``write`` after the writes in flight, and return what it returns (or raise)."""
-        if self.on_writer_thread():
-            return write()  # a write that writes: already in order
-        return self.submit(write).result()
+        """Run ``write`` on this thread after the writes in flight; return its result (or raise)."""
+        if self._inside_a_write():
+            return write()  # a write that writes: already in order, already locked
+        self.settle()
+        return self._locked(write)
 
     def settle(self) -> None:
         """Wait until every write asked for so far has run (their errors are their futures')."""
-        if self.on_writer_thread():
-            return
-        with self._lock:
-            pending = list(self._pending) if self._pid == os.getpid() else []
+        self._after_fork()
+        if self._inside_a_write():
+            return  # those queued behind this write wait for it, not it for them
+        with self._state:
+            pending = list(self._pending)
         futures.wait(pending)
 
     def on_writer_thread(self) -> bool:
@@ -73,14 +90,43 @@ class BackgroundWriter:
 
     def close(self) -> None:
         """Wait for the writes in flight, then stop the thread (a later write starts another)."""
-        with self._lock:
+        self._after_fork()
+        with self._state:
             executor, self._executor = self._executor, None
-        if executor is not None and self._pid == os.getpid() and not self.on_writer_thread():
+        if executor is not None and not self.on_writer_thread():
             executor.shutdown(wait=True)
+
+    def _locked(self, write: Callable[[], _T]) -> _T:
+        with self._writing:
+            self._local.writing = True
+            try:
+                return write()
+            finally:
+                self._local.writing = False
+
+    def _inside_a_write(self) -> bool:
+        return bool(getattr(self._local, "writing", False)) and self._pid == os.getpid()
+
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's writer and locks are not ours
+            self._pid = os.getpid()
+            self._state, self._writing = threading.Lock(), threading.RLock()
+            self._local = threading.local()
+            self._executor, self._pending, self._thread = None, set(), None
 
     def _note_thread(self) -> None:
         self._thread = threading.get_ident()
 
     def _done(self, future: futures.Future[object]) -> None:
-        with self._lock:
+        with self._state:
             self._pending.discard(future)
+
+
+def _done_now(write: Callable[[], _T]) -> futures.Future[_T]:
+    """A future that already holds what ``write`` returned or raised."""
+    future: futures.Future[_T] = futures.Future()
+    try:
+        future.set_result(write())
+    except BaseException as exc:  # the caller reads it from the future
+        future.set_exception(exc)
+    return future

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidRefName",
     "NameNotInNamespace",
     "NameNotInSnapshot",
+    "NotABranch",
     "NotASessionFile",
     "NotAStore",
     "NothingToUndo",
@@ -91,12 +92,21 @@ class RevisionNotFound(StashError):
 
 
 class AmbiguousRevision(StashError):
-    """A short id matches more than one commit."""
+    """A rev names more than one commit: a short id that several share, or a ref name
+    that is also the start of a commit id."""
 
-    def __init__(self, rev: str, candidates: list[str]) -> None:
+    def __init__(self, rev: str, candidates: list[str], ref: tuple[str, str] | None = None) -> None:
         self.rev = rev
         self.candidates = candidates
+        self.ref = ref  # (kind, commit id) of the branch or tag of that name, if one
         shown = ", ".join(c[:12] for c in candidates[:5])
+        if ref is not None:
+            kind, commit_id = ref
+            super().__init__(
+                f"{rev!r} is ambiguous: it is a {kind} (at {commit_id[:8]}) and the start of "
+                f"commit id {shown}; give the full commit id, or rename the {kind}"
+            )
+            return
         super().__init__(
             f"short id {rev!r} is ambiguous: it matches {len(candidates)} commits ({shown}); "
             "give more hex digits"
@@ -140,27 +150,41 @@ class NameNotInSnapshot(StashError):
 
 
 class CorruptChunk(StashError):
-    """A stored chunk is missing or does not match its hash.
+    """A stored object, or one of its chunks, is missing or does not match its hash.
 
     ``expected`` is the chunk's id (the hash its bytes must have); ``got`` is
-    the hash they have, or None when the chunk is missing.
+    the hash they have, or None when the chunk is missing. ``object_id`` is
+    the object that needed it; ``chunk_id`` is None when the object itself is
+    missing.
     """
 
-    def __init__(self, chunk_id: str, got: str | None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        chunk_id: str | None,
+        got: str | None,
+        name: str | None = None,
+        object_id: str | None = None,
+    ) -> None:
         self.chunk_id = chunk_id
         self.expected = chunk_id
         self.got = got
         self.name = name
+        self.object_id = object_id
         where = f" of variable {name!r}" if name else ""
-        problem = "is missing" if got is None else f"is damaged (its bytes hash to {got[:16]})"
+        if chunk_id is None:
+            what = f"object {(object_id or '')[:16]}{where} is missing"
+        elif got is None:
+            what = f"chunk {chunk_id[:16]}{where} is missing"
+        else:
+            what = f"chunk {chunk_id[:16]}{where} is damaged (its bytes hash to {got[:16]})"
         super().__init__(
-            f"chunk {chunk_id[:16]}{where} {problem}; the other variables still restore "
-            "(run `stashdb verify` to see everything affected)"
+            f"{what}; the other variables still restore (run `stashdb verify` to see "
+            "everything affected; committing the value again repairs it)"
         )
 
     def for_name(self, name: str) -> CorruptChunk:
         """The same error, naming the variable whose value needed the chunk."""
-        return CorruptChunk(self.chunk_id, self.got, name)
+        return CorruptChunk(self.chunk_id, self.got, name, self.object_id)
 
 
 class VersionMismatchWarning(UserWarning):
@@ -193,9 +217,18 @@ class StoreWriteError(StashError):
     def __init__(self, location: str, why: str) -> None:
         self.location = location
         self.why = why
+        lowered = why.lower()
+        if "readonly" in lowered or "read-only" in lowered or "permission" in lowered:
+            advice = "it is read-only here: check the permissions of the store and its directory"
+        elif "too large" in lowered or "file size" in lowered:
+            advice = "raise the file size limit (ulimit -f) and try again"
+        elif "full" in lowered or "no space" in lowered:
+            advice = "free some space and try again"
+        else:
+            advice = "check the disk (free space, file size limit, I/O errors) and try again"
         super().__init__(
             f"could not write to {location} ({why}); nothing was committed and the store is "
-            "as it was: free some space (or raise the file size limit) and try again"
+            f"as it was: {advice}"
         )
 
 
@@ -312,3 +345,16 @@ class NothingToUndo(StashError):
     def __init__(self, why: str) -> None:
         self.why = why
         super().__init__(why)
+
+
+class NotABranch(StashError):
+    """A name given as a branch to commit to is a tag."""
+
+    def __init__(self, name: str, kind: str, commit_id: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.commit_id = commit_id
+        super().__init__(
+            f"cannot commit to {name!r}: it is a {kind} (at {commit_id[:8]}), not a branch; "
+            "commit to another branch name"
+        )

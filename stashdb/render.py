@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -45,11 +46,52 @@ __all__ = [
     "graph_lines",
     "history_table",
     "log_table",
+    "markup_safe",
+    "printable",
     "ref_json",
     "refs_table",
     "stats_json",
     "version_json",
 ]
+
+# -- stored strings on a terminal -----------------------------------------------------
+
+#: Bidirectional-text controls: they reorder what a terminal shows (a name can
+#: look like another). Shown as escapes like the C0 and C1 control characters.
+_BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A)) | {0x200E, 0x200F}
+
+
+def printable(text: object) -> str:
+    """``text`` with its control characters shown as escapes (``\\x1b``), newlines and tabs kept.
+
+    Every string that comes from a store (names, messages, branches, types,
+    previews, users, hosts) goes through this before it reaches a terminal: a
+    store someone sent you must not be able to move the cursor, retitle the
+    window or rewrite what you see.
+    """
+    value = str(text)
+    if value.isprintable():
+        return value
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in "\n\t" or (ch.isprintable() and code not in _BIDI):
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)
+
+
+def markup_safe(text: object) -> str:
+    """``text`` made `printable` and escaped for rich markup, for an f-string that has markup."""
+    return escape(printable(text))
+
+
+def _text(value: object, style: str | None = None) -> Text:
+    return Text(printable(value), style=style or "")
+
 
 # -- JSON ---------------------------------------------------------------------
 
@@ -194,13 +236,13 @@ def commit_report(commit: Commit) -> Text:
     first, counts, *skipped = commit.summary()
     text = Text()
     text.append("[")
-    text.append(commit.branch, style="bold")
+    text.append(printable(commit.branch), style="bold")
     text.append(" ")
     text.append(commit.short_id, style="yellow")
-    text.append(f"] {first.split('] ', 1)[1]}\n{counts}")
+    text.append(printable(f"] {first.split('] ', 1)[1]}") + f"\n{counts}")
     for line in skipped:
         text.append("\n")
-        text.append(line, style="red")
+        text.append(printable(line), style="red")
     return text
 
 
@@ -208,24 +250,24 @@ def commit_header(commit: Commit) -> Text:
     """The head of ``show``: id, branch, tags, date, author, versions, message."""
     text = Text()
     text.append("commit ")
-    text.append(commit.id, style="yellow")
-    text.append(f"  ({commit.branch})")
+    text.append(printable(commit.id), style="yellow")
+    text.append(printable(f"  ({commit.branch})"))
     if commit.tags:
-        text.append(f"  tags: {', '.join(commit.tags)}")
+        text.append(printable(f"  tags: {', '.join(commit.tags)}"))
     when = f"{commit.time.astimezone():%Y-%m-%d %H:%M:%S %z}"
-    text.append(f"\ndate   {when}   by {commit.user}@{commit.host}")
-    text.append(f"\npython {commit.python}, dill {commit.dill}")
-    text.append(f"\n\n    {commit.message or '(no message)'}\n")
+    text.append(printable(f"\ndate   {when}   by {commit.user}@{commit.host}"))
+    text.append(printable(f"\npython {commit.python}, dill {commit.dill}"))
+    text.append(printable(f"\n\n    {commit.message or '(no message)'}\n"))
     return text
 
 
 def checkout_report(report: CheckoutReport, title: str | None = None) -> Text:
     """A checkout's `CheckoutReport.summary`, names left as they were in red, warnings in yellow."""
     first, *rest = report.summary(title)
-    text = Text(first)
+    text = _text(first)
     for line in rest:
         text.append("\n")
-        text.append(line, style="yellow" if line.startswith("  warning") else "red")
+        text.append(printable(line), style="yellow" if line.startswith("  warning") else "red")
     return text
 
 
@@ -252,7 +294,8 @@ class _Rows:
         self.rows: list[list[Text]] = []
 
     def add_row(self, *cells: Any) -> None:
-        self.rows.append([c if isinstance(c, Text) else Text(str(c)) for c in cells])
+        """Add a row: plain values are shown as text (printable, never as markup)."""
+        self.rows.append([c if isinstance(c, Text) else _text(c) for c in cells])
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
@@ -285,7 +328,7 @@ def _table(*columns: tuple[str, dict[str, Any]]) -> _Rows:
 
 def _status(entry: Entry) -> Text:
     if entry.kind == "skipped":
-        return Text(f"skipped: {entry.reason}", style="red")
+        return _text(f"skipped: {entry.reason}", "red")
     if entry.kind == "module":
         return Text("module", style="cyan")
     return Text(entry.status, style="green" if entry.status == "stored" else "dim")
@@ -305,13 +348,13 @@ def _refs(commit: Commit, branch_tips: dict[str, list[str]]) -> Text:
     text = Text()
     names = branch_tips.get(commit.id, [])
     if names:
-        text.append(", ".join(names), style="bold green")
+        text.append(printable(", ".join(names)), style="bold green")
     for tag in commit.tags:
         if text:
             text.append(", ")
-        text.append(f"tag: {tag}", style="bold yellow")
+        text.append(printable(f"tag: {tag}"), style="bold yellow")
     if not text:
-        text.append(commit.branch, style="dim")
+        text.append(printable(commit.branch), style="dim")
     return text
 
 

@@ -15,6 +15,7 @@ wrappers over these methods.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stashdb.background import BackgroundWriter
-from stashdb.errors import WriteConflict
+from stashdb.errors import NotABranch, WriteConflict
 from stashdb.model import (
     ChangeCounts,
     CheckoutReport,
@@ -137,8 +138,9 @@ class Repo:
         return f"<stashdb.Repo {self.location}>"
 
     def __reduce__(self) -> Any:
-        # A Repo in a committed namespace comes back as the same store, reopened.
-        return (Repo.open, (self.url,))
+        # A Repo in a committed namespace comes back as the same store, reopened;
+        # never with its password (the driver finds it again: PGPASSWORD, ~/.pgpass).
+        return (Repo.open, (_without_password(self.url),))
 
     # -- writing ---------------------------------------------------------------
 
@@ -177,6 +179,9 @@ class Repo:
         ns = namespace if namespace is not None else _callers_globals()
         message = "" if message is None else str(message)
         names = select_names(ns, only, exclude)
+        if branch is not None:
+            self.check_branch(branch)
+        self._writes.settle()  # what is in flight counts as stored: it is not written twice
         made = self._retrying(lambda: self._prepare(ns, names, message, branch, progress))
         assert made is not None  # without a base there is always a commit
         return made
@@ -274,6 +279,30 @@ class Repo:
             base,
         )
 
+    def check_branch(self, name: str) -> None:
+        """Raise unless a commit can go to branch ``name`` (it may not exist yet).
+
+        Raises:
+            InvalidRefName: the name cannot be a branch.
+            NotABranch: it is a tag.
+        """
+        from stashdb.storage.refs import check_name
+
+        existing = self._reader.find_ref(name)
+        if existing is None:
+            check_name(name)
+        elif existing.kind != "branch":
+            raise NotABranch(name, existing.kind, existing.commit_id)
+
+    def check_writable(self) -> None:
+        """Raise unless this Repo can write now (lock had, store writable); writes nothing.
+
+        Raises:
+            StoreLocked: another process holds the write lock past ``lock_timeout``.
+            StoreWriteError: the store is read-only here (or the disk refuses).
+        """
+        self._write(self.storage.check_writable)
+
     def submit(self, prepared: PreparedCommit) -> Future[Commit]:
         """Write a prepared commit on this Repo's writer thread; return at once.
 
@@ -300,8 +329,12 @@ class Repo:
                 with _file_size_limit_as_error():
                     prepared = prepare()
                     return self._write(prepared.write) if prepared is not None else None
-            except ObjectsCollected:
-                continue  # gc ran between our writes and our commit: store them again
+            except ObjectsCollected as gone:
+                # gc ran between our writes and our commit, or the store lost them:
+                # marked, they are written anew when the values are stored again.
+                self._write(functools.partial(self.storage.commits.record_damage,
+                                              objects=gone.objects))
+                continue
         raise WriteConflict(
             f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
         )
@@ -446,7 +479,8 @@ class Repo:
         ``merge=True`` keeps the other names. ``only`` restores just those
         names and touches nothing else. A name that cannot be restored is
         reported in ``failed`` and keeps its current value; the others restore.
-        Checking out a branch by name makes it the current branch.
+        An exact checkout of a branch by name makes it the current branch (a
+        merge or partial one never moves HEAD).
 
         Args:
             progress: called as ``progress(done_bytes, total_bytes)`` as values
@@ -464,11 +498,20 @@ class Repo:
             self.storage.reader, commit, ns, only=only, merge=merge, known=known,
             progress=progress,
         )
-        if only is None and isinstance(rev, str):
+        if only is None and not merge and isinstance(rev, str):
             ref = self._reader.find_ref(rev)
             if ref is not None and ref.kind == "branch":
                 self._write(lambda: self.storage.commits.set_head(rev))
         return report
+
+
+def _without_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url  # a file: nothing secret in it
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed._replace(password=None).render_as_string(hide_password=False)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,11 @@ def test_a_store_written_before_the_layers_were_split_still_restores(tmp_path: P
     assert ns["scale"](2) == 6  # type: ignore[operator]  # _create_function, its globals
     cities = ns["cities"]  # strings_from_codes
     assert isinstance(cities, np.ndarray) and list(cities[:3]) == ["Oslo", "Lima", "Pune"]
+    # stashdb's own objects, stored under 0.1.0's module paths.
+    from stashdb.storage.maintenance import VerifyReport
+
+    assert isinstance(ns["report"], VerifyReport) and ns["report"].ok
+    assert isinstance(ns["refused"], stashdb.InvalidRefName)
 
 
 def test_new_pickles_name_stashdb_by_the_stored_names(repo: stashdb.Repo) -> None:

@@ -20,7 +20,7 @@ def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
     assert again.location == repo.location
     with sqlite3.connect(tmp_path / "project" / ".stashdb" / "stash.db") as db:
         assert db.execute("PRAGMA page_size").fetchone()[0] == 65536
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
 
 
 def test_the_store_is_found_by_walking_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,16 +11,18 @@ write waits for another process's lock.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 import stashdb
 from stashdb.errors import StashError
+from stashdb.render import printable
 from stashdb.repo import Repo
 
 __all__ = [
@@ -48,7 +50,8 @@ class _App(TyperGroup):
         except (StashError, OSError) as exc:
             if ctx.meta.get("stashdb.debug"):
                 raise
-            message = " ".join(str(exc).split())  # one line, whatever the message held
+            # One line, whatever the message held; stored names in it stay inert.
+            message = escape(printable(" ".join(str(exc).split())))
             err.print(f"[red]stashdb: error:[/red] {message}", soft_wrap=True, markup=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -140,7 +143,12 @@ def _root(
 
 def open_store(store: str | None, *, create: bool = False) -> Repo:
     """The store named by ``--store`` / ``STASHDB_URL`` (empty: not given), with the lock wait."""
-    return stashdb.open(store or None, create=create, lock_timeout=_lock_timeout[0])
+    return stashdb.open(store or None, create=create, lock_timeout=lock_timeout())
+
+
+def lock_timeout() -> float | None:
+    """What ``--lock-timeout`` said for this command (None: the default)."""
+    return _lock_timeout[0]
 
 
 def print_json(data: Any) -> None:
@@ -155,24 +163,56 @@ def split_names(values: list[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+class _Bar:
+    """A progress bar in bytes on stderr that appears with its first update."""
+
+    def __init__(self, description: str) -> None:
+        self._description = description
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), console=err, transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self._description, total=None)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        """Take the bar off the terminal (it may appear again with the next update)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
 @contextmanager
-def progress(description: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar in bytes on a terminal; nothing when output is not one."""
+def progress(description: str, *, lazy: bool = False) -> Iterator[Any]:
+    """A progress bar in bytes on a terminal; None when output is not one.
+
+    With ``lazy``, the bar shows only once there is progress to show (a script
+    runs first, and prints what it prints).
+    """
     if not err.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=err, transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+    bar = _Bar(description)
+    if not lazy:
+        bar(0, 0)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def main() -> None:

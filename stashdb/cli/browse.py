@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 import stashdb
 from stashdb import render
 from stashdb.cli.app import Json, Store, app, open_store, out, print_json
 from stashdb.model import format_size
+from stashdb.render import markup_safe as safe
 
 
 @app.command()
@@ -106,7 +106,7 @@ def history(
         print_json([render.version_json(v) for v in versions])
         return
     if not versions:
-        out.print(f"{escape(repr(name))} is in no commit of this branch")
+        out.print(f"{safe(repr(name))} is in no commit of this branch")
         return
     out.print(render.history_table(versions))
 
@@ -135,13 +135,13 @@ def status(store: Store = None, as_json: Json = False) -> None:
             }
         )
         return
-    out.print(f"store    {escape(repo.location)}", overflow="ellipsis", no_wrap=True)
+    out.print(f"store    {safe(repo.location)}", overflow="ellipsis", no_wrap=True)
     if head is None:
-        out.print(f"branch   {escape(head_branch)} (no commits yet)")
+        out.print(f"branch   {safe(head_branch)} (no commits yet)")
     else:
         out.print(
-            f"branch   {escape(head_branch)} at [yellow]{head.short_id}[/yellow] "
-            f"{escape(head.message)}",
+            f"branch   {safe(head_branch)} at [yellow]{head.short_id}[/yellow] "
+            f"{safe(head.message)}",
             overflow="ellipsis",
             no_wrap=True,
         )

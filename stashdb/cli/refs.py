@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from stashdb import render
 from stashdb.cli.app import Json, Store, app, open_store, out, print_json
+from stashdb.render import markup_safe as safe
 
 
 def _refs_command(kind: str, name: str | None, rev: str, delete: str | None,
@@ -16,7 +16,7 @@ def _refs_command(kind: str, name: str | None, rev: str, delete: str | None,
     repo = open_store(store)
     if delete is not None:
         removed = repo.delete_tag(delete) if kind == "tag" else repo.delete_branch(delete)
-        out.print(f"deleted {kind} {escape(removed.name)} (was {removed.commit_id[:8]})")
+        out.print(f"deleted {kind} {safe(removed.name)} (was {removed.commit_id[:8]})")
         return
     if name is None:
         refs = repo.tags() if kind == "tag" else repo.branches()
@@ -32,7 +32,7 @@ def _refs_command(kind: str, name: str | None, rev: str, delete: str | None,
     if as_json:
         print_json(render.ref_json(made))
     else:
-        out.print(f"{kind} {escape(made.name)} → {made.commit_id[:8]}")
+        out.print(f"{kind} {safe(made.name)} → {made.commit_id[:8]}")
 
 
 @app.command()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from types import CodeType
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +17,7 @@ from stashdb.cli.app import (
     Store,
     app,
     err,
+    lock_timeout,
     open_store,
     out,
     print_json,
@@ -26,6 +25,7 @@ from stashdb.cli.app import (
     split_names,
 )
 from stashdb.errors import InvalidArguments
+from stashdb.scripts import ScriptCommit
 
 
 @app.command()
@@ -37,9 +37,9 @@ def init(
     Example: stashdb init ~/projects/churn
     """
     existed = "://" not in path and (Path(path) / ".stashdb" / "stash.db").is_file()
-    repo = stashdb.init(path)
+    repo = stashdb.init(path, lock_timeout=lock_timeout())
     verb = "Reinitialized existing" if existed else "Initialized empty"
-    out.print(f"{verb} stashdb store in {repo.location}")
+    out.print(f"{verb} stashdb store in {render.markup_safe(repo.location)}")
 
 
 @app.command(
@@ -82,59 +82,70 @@ def commit(
 
     Example: stashdb commit -m 'baseline' train.py --epochs 3
     """
-    if (script is None) == (source is None):
-        raise InvalidArguments(
-            "give a script to run (stashdb commit SCRIPT.py) or --from FILE, not both"
-        )
+    if script is None and source is None:
+        raise InvalidArguments("give a script to run (stashdb commit SCRIPT.py) or --from FILE")
+    if script is not None and source is not None:
+        raise InvalidArguments("give a script to run or --from FILE, not both")
     from stashdb.scripts import load_script
 
     # A missing or broken script fails before any store is made.
     code = load_script(script) if script is not None else None
     repo = open_store(store, create=True)
-
-    def commit_namespace(text: str, namespace: dict[str, Any]) -> stashdb.Commit:
-        with progress("committing") as bar:
-            return repo.commit(
-                text, namespace=namespace, branch=branch, only=split_names(only),
-                exclude=split_names(exclude), progress=bar,
-            )
-
     if source is not None:
         from stashdb.workspace.dillfiles import read_session
         from stashdb.workspace.main_module import main_module
 
-        with main_module(read_session(source)) as module:
-            made = commit_namespace(message or f"imported {Path(source).name}", module.__dict__)
+        with main_module(read_session(source)) as module, progress("committing") as bar:
+            made = repo.commit(
+                message or f"imported {Path(source).name}", namespace=module.__dict__,
+                branch=branch, only=split_names(only), exclude=split_names(exclude), progress=bar,
+            )
         _report_commit(made, as_json)
         return
     assert script is not None and code is not None
-    exit_code = _run_and_commit(script, list(args or []), code, message, as_json, commit_namespace)
-    if exit_code:
-        raise typer.Exit(exit_code)
-
-
-def _run_and_commit(
-    script: str,
-    args: list[str],
-    code: CodeType,
-    message: str,
-    as_json: bool,
-    commit_namespace: Callable[[str, dict[str, Any]], stashdb.Commit],
-) -> int:
-    """Run the script, commit what it left (also when it failed); its exit status."""
-    from stashdb.scripts import running_script
+    from stashdb.scripts import commit_script
 
     # With --json, stdout carries only the JSON: the script prints to stderr.
+    stdout = sys.stdout
     script_output = contextlib.redirect_stdout(sys.stderr) if as_json else nullcontext()
-    with script_output, running_script(script, args, code) as run:
-        text = message or f"run {Path(script).name}"
-        if run.failure is not None:
-            text = f"{text} [failed: {run.failure}]"
-        made = commit_namespace(text, run.namespace)
-    if run.traceback:
-        sys.stderr.write(run.traceback)
-    _report_commit(made, as_json)
-    return run.exit_code
+
+    def report(done: ScriptCommit) -> None:
+        with contextlib.redirect_stdout(stdout):
+            _report_script(done, as_json, bar)
+
+    with progress("committing", lazy=True) as bar, script_output:
+        done = commit_script(
+            repo, script, list(args or []), message=message, branch=branch,
+            only=split_names(only), exclude=split_names(exclude), progress=bar, code=code,
+            report=report,
+        )
+    if done.exit_code:
+        raise typer.Exit(done.exit_code)
+
+
+def _report_script(done: ScriptCommit, as_json: bool, bar: Any) -> None:
+    """What `commit_script` did, once its state is committed (also before an os._exit)."""
+    if bar is not None:
+        bar.close()
+    if done.run.traceback:
+        sys.stderr.write(done.run.traceback)
+    if done.commit is not None:
+        _report_commit(done.commit, as_json)
+    if done.run.os_exit:
+        state = "its state is committed" if done.commit else "its state is not in the store"
+        err.print(f"stashdb: the script called os._exit({done.run.exit_code}); {state}")
+    if done.interrupted:
+        what = f"{done.commit.short_id} was committed" if done.commit else "nothing was committed"
+        err.print(f"stashdb: interrupted while committing: {what}")
+    if done.problem is not None:
+        reason = render.markup_safe(" ".join(str(done.problem).split()))
+        if done.rescued is not None:
+            where = render.markup_safe(done.rescued)
+            err.print(f"[red]stashdb: error:[/red] {reason}; the run's state is saved in "
+                      f"{where} instead (stashdb log --store {where})", soft_wrap=True)
+        else:
+            err.print(f"[red]stashdb: error:[/red] {reason}; the run's state could not be "
+                      "saved anywhere else either", soft_wrap=True)
 
 
 def _report_commit(made: stashdb.Commit, as_json: bool) -> None:
@@ -201,7 +212,7 @@ def _interact(namespace: dict[str, Any], banner: str) -> None:
 
         code.interact(banner=banner, local=namespace, exitmsg="")
         return
-    err.print(banner, markup=False)
+    err.print(render.printable(banner), markup=False)
     IPython.start_ipython(argv=["--no-confirm-exit", "--no-banner"], user_ns=namespace)
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 import stashdb
-from stashdb.cli.app import Json, Store, app, open_store, out, print_json, progress
+from stashdb.cli.app import (
+    Json,
+    Store,
+    app,
+    lock_timeout,
+    open_store,
+    out,
+    print_json,
+    progress,
+)
 from stashdb.errors import InvalidArguments
 from stashdb.model import format_size
+from stashdb.render import markup_safe as safe
 
 
 @app.command()
@@ -43,7 +52,7 @@ def verify(store: Store = None, as_json: Json = False) -> None:
         )
     else:
         # Problems wrap rather than lose the commits and variables they name.
-        out.print(escape(str(report)), soft_wrap=True)
+        out.print(safe(report), soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -71,10 +80,10 @@ def gc(
 @app.command()
 def prune(
     keep_last: Annotated[
-        int | None, typer.Option("--keep-last", min=0, help="Keep the newest N commits.")
+        int | None, typer.Option("--keep-last", help="Keep the newest N commits.")
     ] = None,
     keep_days: Annotated[
-        float | None, typer.Option("--keep-days", min=0, help="Keep commits younger than D days.")
+        float | None, typer.Option("--keep-days", help="Keep commits younger than D days.")
     ] = None,
     branch: Annotated[
         str | None, typer.Option(help="Branch to prune (default: current).")
@@ -88,6 +97,8 @@ def prune(
     """
     if keep_last is None and keep_days is None:
         raise InvalidArguments("prune needs --keep-last N and/or --keep-days D: what to keep")
+    if (keep_last or 0) < 0 or (keep_days or 0) < 0:
+        raise InvalidArguments("--keep-last and --keep-days cannot be negative")
     report = open_store(store).prune(branch, keep_last=keep_last, keep_days=keep_days)
     if as_json:
         print_json(
@@ -114,10 +125,10 @@ def migrate(store: Store = None, as_json: Json = False) -> None:
 
     Example: stashdb migrate --store postgresql+psycopg://me@db/team
     """
-    done = stashdb.migrate(store or None)
+    done = stashdb.migrate(store or None, lock_timeout=lock_timeout())
     if as_json:
         print_json({"store": done.location, "before": done.before, "after": done.after})
     else:
-        out.print(escape(str(done)), soft_wrap=True)
+        out.print(safe(done), soft_wrap=True)
 
 

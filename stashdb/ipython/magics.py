@@ -102,7 +102,7 @@ class StashMagics(Magics):
             self.session.flush()  # what the subcommand reads includes the last cell's snapshot
             getattr(self, f"_{args.command}")(args)
         except StashError as exc:
-            raise UsageError(f"stashdb: {exc}") from None
+            raise UsageError(render.printable(f"stashdb: {exc}")) from None
 
     # -- subcommands ------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class StashMagics(Magics):
 
     def _tag(self, args: argparse.Namespace) -> None:
         ref = self.session.repo.tag(args.name, self._rev(args.rev))
-        print(f"tagged {ref.commit_id[:8]} as {ref.name}")
+        print(render.printable(f"tagged {ref.commit_id[:8]} as {ref.name}"))
 
     def _checkout(self, args: argparse.Namespace) -> None:
         only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
@@ -170,24 +170,25 @@ class StashMagics(Magics):
         s.auto = True
         made = s.snapshot("auto-snapshot on", full=True)
         where = f"{made.short_id} " if made is not None else ""
-        print(f"auto-snapshot on: a snapshot after every cell, on branch {s.branch} "
-              f"({where}in {s.repo.location})")
+        print(render.printable(f"auto-snapshot on: a snapshot after every cell, on branch "
+                               f"{s.branch} ({where}in {s.repo.location})"))
 
     def _status(self, args: argparse.Namespace) -> None:
         s = self.session
-        print(f"store   {s.repo.location}")
-        print(f"auto    {'on' if s.auto else 'off'}" + (f", branch {s.branch}" if s.branch else ""))
+        branch = f", branch {s.branch}" if s.branch else ""
+        lines = [f"store   {s.repo.location}", f"auto    {'on' if s.auto else 'off'}{branch}"]
         s.flush()
         if s.states:
             last = s.states[-1].commit
-            print(f"last    {last.short_id} {last.message}")
+            lines.append(f"last    {last.short_id} {last.message}")
         changed = s.changed_names()
         if changed is None:
-            print("changed since: anything (a cell ran another magic)")
+            lines.append("changed since: anything (a cell ran another magic)")
         else:
-            print(f"changed since: {', '.join(changed) if changed else 'nothing'}")
+            lines.append(f"changed since: {', '.join(changed) if changed else 'nothing'}")
         if s.reported:
-            print(f"not storable: {', '.join(sorted(s.reported))}")
+            lines.append(f"not storable: {', '.join(sorted(s.reported))}")
+        print(render.printable("\n".join(lines)))
 
 
 def _tips(repo: Any) -> dict[str, list[str]]:

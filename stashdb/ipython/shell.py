@@ -25,6 +25,7 @@ from typing import Any
 import stashdb
 from stashdb.errors import NothingToUndo, StashError
 from stashdb.model import CheckoutReport, Commit, Skipped
+from stashdb.render import printable
 from stashdb.repo import KnownState, PreparedCommit
 from stashdb.workspace.names import excluded_by_default, shell_names
 from stashdb.workspace.tracker import CellTracker
@@ -76,7 +77,8 @@ class ShellSession:
         self.tracker = CellTracker(self.namespace)
         self.auto = False
         self.branch: str | None = None
-        self._repo: stashdb.Repo | None = None
+        self._store: str | None = None  # what the user named (None: STASHDB_URL or found)
+        self._url: str | None = None  # the store's URL, once used
         #: The snapshot the namespace equals, but for the names in ``dirty``:
         #: a commit, or a prepared one still being written.
         self.base: Commit | PreparedCommit | None = None
@@ -88,21 +90,23 @@ class ShellSession:
 
     @property
     def repo(self) -> stashdb.Repo:
-        """The store: ``STASHDB_URL`` if set (as for the CLI), else the ``.stashdb/`` found
-        from the current directory upwards, else a new one here."""
-        if self._repo is None:
-            self.use_store(os.environ.get("STASHDB_URL") or None)
-        assert self._repo is not None
-        return self._repo
+        """The store: the one named with ``--store``, else ``STASHDB_URL`` (as for the CLI),
+        else the ``.stashdb/`` found from the current directory upwards, else a new one here.
+
+        Always the API's Repo for it, so that ``stashdb.log()`` & co. in a cell
+        see the snapshots in flight (also after ``stashdb.close_all()``).
+        """
+        if self._url is None:
+            self.use_store(None)
+        return stashdb.open(self._url, create=True)
 
     def use_store(self, store: str | None) -> None:
         """Snapshot into another store (a directory, a SQLite file or a database URL)."""
         self.flush()
-        # The API's Repo: stashdb.log() & co. in a cell see the snapshots in flight.
-        repo = stashdb.open(store, create=True)
-        if repo is not self._repo:  # what the old store held says nothing about this one
+        url = stashdb.open(store, create=True).url
+        if url != self._url:  # what the old store held says nothing about this one
             self.base, self.states, self.everything_dirty = None, [], False
-        self._repo = repo
+        self._store, self._url = store, url
 
     # -- IPython events ---------------------------------------------------------
 
@@ -133,7 +137,7 @@ class ShellSession:
         try:
             self.submit(message, label=f"cell [{number}]")
         except StashError as exc:
-            print(f"stashdb: auto-snapshot failed: {exc}", file=sys.stderr)
+            print(printable(f"stashdb: auto-snapshot failed: {exc}"), file=sys.stderr)
 
     # -- snapshots --------------------------------------------------------------
 
@@ -166,8 +170,8 @@ class ShellSession:
 
     def flush(self) -> None:
         """Wait for the snapshots being written; report any that failed."""
-        if self._repo is not None:
-            self._repo.wait()
+        if self._url is not None:
+            self.repo.wait()
         self._collect_failures()
 
     def _collect_failures(self) -> None:
@@ -175,7 +179,8 @@ class ShellSession:
         if not failed:
             return
         for state in failed:
-            print(f"stashdb: a snapshot was not written: {state.error}", file=sys.stderr)
+            print(printable(f"stashdb: a snapshot was not written: {state.error}"),
+                  file=sys.stderr)
         self.states = [s for s in self.states if s not in failed]
         # What it held must be captured again: the next snapshot takes everything.
         self.everything_dirty = True
@@ -186,10 +191,8 @@ class ShellSession:
             value_id = id(self.namespace.get(item.name))
             if self.reported.get(item.name) != value_id:
                 self.reported[item.name] = value_id
-                print(
-                    f"stashdb: not stored: {item.name} ({item.type_name}): {item.reason}",
-                    file=sys.stderr,
-                )
+                line = f"stashdb: not stored: {item.name} ({item.type_name}): {item.reason}"
+                print(printable(line), file=sys.stderr)
 
     def changed_names(self) -> list[str] | None:
         """Names changed since the last snapshot (None: anything could have)."""
@@ -226,8 +229,11 @@ class ShellSession:
     ) -> CheckoutReport:
         """Restore ``rev`` into the shell, keeping in memory what did not change."""
         self.flush()
+        # A Commit, not the rev: restoring the shell never moves the store's HEAD
+        # (on a team store, other people's commits follow HEAD).
+        target = self.repo.show(rev)
         report = self.repo.checkout(
-            rev, namespace=self.namespace, only=only, merge=merge, known=self.known()
+            target, namespace=self.namespace, only=only, merge=merge, known=self.known()
         )
         touched = set(report.restored) | set(report.removed)
         if only is None and not merge:

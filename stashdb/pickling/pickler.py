@@ -379,7 +379,14 @@ class _WorkspaceUnpickler(pickle.Unpickler):
             module = "dill._dill"
         if (module, name) == ("dill._dill", "_create_function"):
             return _create_function
-        return super().find_class(module, name)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            # A stashdb object a user stored, named by stashdb 0.1.0's module layout.
+            found = stored_names.moved(module, name) if module.startswith("stashdb.") else None
+            if found is None:
+                raise
+            return found
 
     def persistent_load(self, pid: Any) -> Any:
         if pid == ("ns",):

@@ -1,4 +1,4 @@
-"""The names stored pickles know stashdb's own callables by: part of format 1.
+"""The names stored pickles know stashdb's own objects by: part of format 1, and the old layout.
 
 A stored pickle names a few of stashdb's own callables by module and name
 (docs/format.md, "Object encoding"): ``stashdb.serialize.Group``,
@@ -10,6 +10,11 @@ modules were the package's layout when format 1 was written). `stored_as`
 gives a callable its stored name and makes that name importable, so the C
 pickler writes it; `find` resolves a stored name for the unpickler, importing
 the module that defines it now.
+
+A user's own values may hold stashdb objects too (a `VerifyReport` kept in a
+notebook, a caught `InvalidRefName`): their pickles name the module the class
+lived in when they were stored. `moved` finds where the classes of stashdb
+0.1.0's flat layout live now, so those values restore as well.
 """
 
 from __future__ import annotations
@@ -20,12 +25,38 @@ import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["find", "stored_as"]
+__all__ = ["find", "moved", "stored_as"]
 
 #: Stored module name -> the module that defines its callables now.
 _DEFINED_IN = {
     "stashdb.serialize": "stashdb.pickling.pickler",
     "stashdb.reducers": "stashdb.pickling.reducers",
+}
+
+#: Modules of stashdb 0.1.0's flat layout -> where their names may be now, in order.
+_MOVED = {
+    "stashdb.maintenance": ("stashdb.storage.maintenance",),
+    "stashdb.store": ("stashdb.storage.commits", "stashdb.storage.store"),
+    "stashdb.chunks": ("stashdb.storage.objects", "stashdb.storage.chunking"),
+    "stashdb.chunking": ("stashdb.storage.chunking",),
+    "stashdb.refs": ("stashdb.errors", "stashdb.storage.refs", "stashdb.model"),
+    "stashdb.revs": ("stashdb.storage.revs",),
+    "stashdb.serialize": ("stashdb.pickling.pickler", "stashdb.pickling.grouping"),
+    "stashdb.reducers": ("stashdb.pickling.reducers",),
+    "stashdb.preview": ("stashdb.pickling.preview",),
+    "stashdb.workspace": (
+        "stashdb.workspace.capture", "stashdb.workspace.loader", "stashdb.workspace.names",
+        "stashdb.workspace.environment",
+    ),
+    "stashdb.dillfiles": (
+        "stashdb.errors", "stashdb.workspace.dillfiles", "stashdb.workspace.main_module",
+    ),
+    "stashdb.scripts": ("stashdb.errors",),
+    "stashdb.ipython": ("stashdb.ipython.shell", "stashdb.workspace.tracker"),
+    "stashdb.db.engine": ("stashdb.storage.engine",),
+    "stashdb.db.format": ("stashdb.storage.format",),
+    "stashdb.db.schema": ("stashdb.storage.schema",),
+    "stashdb.db.sqlite_reader": ("stashdb.storage.sqlite_driver",),
 }
 
 _T = TypeVar("_T", bound=Callable[..., Any])
@@ -53,13 +84,18 @@ def stored_as(module_name: str) -> Callable[[_T], _T]:
 
 
 def find(module: str, name: str) -> Any | None:
-    """The callable a stored pickle calls ``module.name``; None if it is not a stored name.
-
-    Raises:
-        AttributeError: ``module`` is a stored module, but has no such name.
-    """
+    """The callable a stored pickle calls ``module.name``; None if it is not a stored name."""
     defined_in = _DEFINED_IN.get(module)
     if defined_in is None:
         return None
     importlib.import_module(defined_in)  # defining them registers their stored names
-    return getattr(sys.modules[module], name)
+    return getattr(sys.modules[module], name, None)
+
+
+def moved(module: str, name: str) -> Any | None:
+    """Where ``module.name`` of stashdb 0.1.0's layout is now; None if nowhere we know."""
+    for candidate in _MOVED.get(module, ()):
+        found = getattr(importlib.import_module(candidate), name, None)
+        if found is not None:
+            return found
+    return None

@@ -181,7 +181,7 @@ def assemble(
     results: Objects = {}
     for oid in ids:
         if oid not in heads:
-            results[oid] = CorruptChunk(oid.hex(), None)
+            results[oid] = CorruptChunk(None, None, object_id=oid.hex())
     # Layout rows of a missing object (damage) are no use to anyone.
     places = [p for p in places if p.object_id in heads]
     # One preallocated buffer per part: a fresh bytes per chunk costs page faults.
@@ -201,13 +201,13 @@ def assemble(
         raw, damage = verify_chunk(cid, codec, data)
         for oid, part, offset in targets[cid]:
             if damage is not None:
-                results.setdefault(oid, damage)
+                results.setdefault(oid, CorruptChunk(cid.hex(), damage.got, object_id=oid.hex()))
             else:
                 buffers[oid][part][offset : offset + len(raw)] = raw
     for cid, users in targets.items():
         if cid not in seen:
             for oid, _, _ in users:
-                results.setdefault(oid, CorruptChunk(cid.hex(), None))
+                results.setdefault(oid, CorruptChunk(cid.hex(), None, object_id=oid.hex()))
     for oid, (pickler, _) in heads.items():
         results.setdefault(oid, (pickler, buffers[oid]))
     return results

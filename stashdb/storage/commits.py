@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import xxhash
 from sqlalchemy import Connection, update
 
-from stashdb.errors import RefExists, RefInUse, RefNotFound, WriteConflict
+from stashdb.errors import NotABranch, RefExists, RefInUse, RefNotFound, WriteConflict
 from stashdb.model import Commit, Entry, Origin, Ref, Rev
 from stashdb.storage import queries, schema
 from stashdb.storage.engine import Database
 from stashdb.storage.engine_driver import EngineSQL
-from stashdb.storage.objects import ObjectWriter
+from stashdb.storage.objects import ObjectWriter, insert_if_absent
 from stashdb.storage.refs import check_name
 
 __all__ = ["CommitWriter", "ObjectsCollected"]
@@ -36,11 +36,17 @@ class _LostRace(Exception):
 
 
 class ObjectsCollected(Exception):
-    """`gc` deleted objects (or chunks) this commit wrote before its final transaction.
+    """Objects this commit needs are gone (or miss chunks) at its final transaction.
 
-    Internal: the commit is not written; `Repo` stores its values again and
+    `gc` deleted what the commit wrote before it, or the store lost them
+    (damage). Internal: the commit is not written; `Repo` marks ``objects`` as
+    damaged, stores the values again (the marks make it write them anew) and
     retries, and never lets this reach a user.
     """
+
+    def __init__(self, objects: set[bytes]) -> None:
+        super().__init__(f"{len(objects)} objects are gone or incomplete")
+        self.objects = objects
 
 
 def entry_row(entry: Entry) -> dict[str, Any]:
@@ -111,6 +117,7 @@ class CommitWriter:
 
         Raises:
             ObjectsCollected: gc took objects the commit needs; store them again.
+            NotABranch: ``branch`` is a tag.
             WriteConflict: other writers kept moving the branch.
         """
         for _ in range(_MAX_CAS_ATTEMPTS):
@@ -137,12 +144,16 @@ class CommitWriter:
             sql = EngineSQL(conn)
             if objects is not None:
                 objects.write_pending(conn)
-            tip = _branch_tip(sql, branch)
+            existing = queries.find_ref(sql, branch)
+            if existing is not None and existing.kind != "branch":
+                raise NotABranch(branch, existing.kind, existing.commit_id)
+            tip = existing.commit_id if existing is not None else None
             to_check = {bytes.fromhex(e.object_id) for e in entries if e.object_id}
             if base is not None and tip == base.id:
                 to_check -= {bytes.fromhex(e.object_id) for e in base.entries if e.object_id}
-            if queries.incomplete_objects(sql, to_check):
-                raise ObjectsCollected
+            incomplete = queries.incomplete_objects(sql, to_check)
+            if incomplete:
+                raise ObjectsCollected(incomplete)
             if tip is not None:
                 parents = [tip]
             else:
@@ -218,6 +229,15 @@ class CommitWriter:
                 raise RefInUse(kind, name)
             conn.execute(schema.refs.delete().where(schema.refs.c.name == name))
             return ref
+
+    def record_damage(self, chunks: Iterable[bytes] = (), objects: Iterable[bytes] = ()) -> None:
+        """Remember chunks and objects found damaged: the next commit of them writes them again."""
+        now = time.time()
+        rows = [{"id": c, "kind": "chunk", "found": now} for c in set(chunks)]
+        rows += [{"id": o, "kind": "object", "found": now} for o in set(objects)]
+        if rows:
+            with self._database.write() as conn:
+                insert_if_absent(conn, schema.damaged, rows)
 
     def set_head(self, branch: str) -> None:
         """Make ``branch`` the current branch."""

@@ -12,11 +12,12 @@ so opening an existing store stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+)
 
 from stashdb.errors import (
     DriverMissing,
@@ -58,6 +65,9 @@ _WRITE = "stashdb_write"
 _LOCK_TIMEOUT = "stashdb_lock_timeout"
 #: PostgreSQL's SQLSTATE for "lock_timeout expired".
 _PG_LOCK_NOT_AVAILABLE = "55P03"
+#: PostgreSQL's SQLSTATEs for a login that may read but not write: "insufficient
+#: privilege", "read-only transaction" (a replica).
+_NOT_ALLOWED = ("42501", "25006")
 
 
 def safe_url(url: str) -> str:
@@ -69,12 +79,15 @@ def _timeout_of(conn: Connection) -> float:
     return float(conn.get_execution_options().get(_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, lock_timeout: Callable[[], float]) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event, not pysqlite, decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First: setting the journal mode waits for a lock too (pysqlite's own
+        # wait is 5 s, whatever the store's lock_timeout says).
+        cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout() * 1000)}")
         cursor.execute(f"PRAGMA journal_mode = {SQLITE_JOURNAL_MODE}")
         cursor.close()
 
@@ -99,7 +112,7 @@ def _configure_postgresql(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
 
 
-def _new_engine(url: str) -> Engine:
+def _new_engine(url: str, lock_timeout: Callable[[], float]) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -115,7 +128,7 @@ def _new_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise NotAStore(safe_url(url), str(exc)) from None
     if backend == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, lock_timeout)
     elif backend == "postgresql":
         _configure_postgresql(engine)
     else:
@@ -123,6 +136,10 @@ def _new_engine(url: str) -> Engine:
         why = f"stashdb stores live in SQLite or PostgreSQL, not {backend}"
         raise NotAStore(safe_url(url), why)
     return engine
+
+
+class _RolledBack(Exception):
+    """Leaves a transaction that was only a trial, rolling it back."""
 
 
 def _is_lock_timeout(exc: OperationalError) -> bool:
@@ -177,6 +194,10 @@ class Database:
             if _is_lock_timeout(exc):
                 raise StoreLocked(self.location, time.monotonic() - started) from None
             raise StoreWriteError(self.location, _first_line(exc.orig or exc)) from exc
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _NOT_ALLOWED:
+                raise
+            raise StoreWriteError(self.location, _first_line(exc.orig or exc)) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -196,6 +217,20 @@ class Database:
                 raise StoreLocked(self.location, time.monotonic() - started) from None
             raise
 
+    def check_writable(self) -> None:
+        """Raise unless a write can be made now: its lock had, the store written.
+
+        Makes a change that changes nothing, and rolls it back: a read-only
+        file or directory, or a lock held too long, fails here, before a caller
+        spends time on work it could not store.
+
+        Raises:
+            StoreLocked, StoreWriteError: as a write would.
+        """
+        with contextlib.suppress(_RolledBack), self.write() as conn:
+            conn.execute(text("UPDATE meta SET value = value WHERE key = 'HEAD'"))
+            raise _RolledBack
+
     def dispose(self) -> None:
         """Close the engine's connections (in this process)."""
         if self._pid == os.getpid():
@@ -214,7 +249,10 @@ def connect(
         NotAStore: ``url`` is not a SQLite or PostgreSQL URL.
         DriverMissing: its database driver is not installed.
     """
-    return Database(url, location or safe_url(url), lock_timeout, _new_engine(url))
+    database: Database
+    engine = _new_engine(url, lambda: database.lock_timeout)
+    database = Database(url, location or safe_url(url), lock_timeout, engine)
+    return database
 
 
 def open_database(
@@ -239,9 +277,12 @@ def open_database(
     database = connect(url, location=location, lock_timeout=lock_timeout)
     engine = database.engine
     try:
+        started = time.monotonic()
         try:
             conn = engine.connect()
         except (OperationalError, InterfaceError) as exc:
+            if isinstance(exc, OperationalError) and _is_lock_timeout(exc):
+                raise StoreLocked(database.location, time.monotonic() - started) from None
             raise StoreUnreachable(safe_url(url), _first_line(exc.orig or exc)) from None
         with conn:
             tables = set(inspect(conn).get_table_names())
@@ -261,6 +302,8 @@ def open_database(
         raise
     except (DatabaseError, OperationalError) as exc:
         engine.dispose()
+        if isinstance(exc, OperationalError) and _is_lock_timeout(exc):
+            raise StoreLocked(database.location, database.lock_timeout) from None
         raise NotAStore(safe_url(url), _first_line(exc.orig or exc)) from exc
     return database
 

@@ -44,24 +44,50 @@ class Lookups(Protocol):
         """``{chunk id: stored bytes}`` of those the store has."""
         ...
 
+    def damaged(self) -> tuple[set[bytes], set[bytes]]:
+        """Chunk ids and object ids found damaged: not to be reused."""
+        ...
+
 
 def insert_if_absent(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows, skipping those whose primary key exists (format rule 1)."""
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(), rows)
+
+
+def replace_damaged(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, writing over those whose primary key exists: chunks known damaged.
+
+    The one exception to format rule 1: a chunk found damaged is useless, and
+    the next commit of its bytes writes them again (revision 0004).
+    """
     if not rows:
         return
+    statement = _insert(conn, table)
+    keys = [c.name for c in table.primary_key.columns]
+    update = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=update), rows)
+
+
+def _unmark(conn: Connection, ids: list[bytes]) -> None:
+    """Drop the damage marks of ``ids``, written again (in the writing transaction)."""
+    for start in range(0, len(ids), 500):
+        batch = ids[start : start + 500]
+        conn.execute(schema.damaged.delete().where(schema.damaged.c.id.in_(batch)))
+
+
+def _insert(conn: Connection, table: Table) -> Any:
     # Dialect modules load on first use: PostgreSQL's costs ~20 ms to import.
     name = conn.dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        statement: Any = sqlite.insert(table).on_conflict_do_nothing()
-    elif name == "postgresql":
+        return sqlite.insert(table)
+    if name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        statement = postgresql.insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - other backends come with their own issue
-        raise NotImplementedError(f"backend {name!r} is not supported")
-    conn.execute(statement, rows)
+        return postgresql.insert(table)
+    raise NotImplementedError(f"backend {name!r} is not supported")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,8 @@ class ObjectWriter:
         self._pending = _Pending()
         self._written: dict[bytes, int] = {}  # chunks flushed ahead of their objects
         self._compressor: Any = None
+        # Found damaged (a read, verify): never reused; written again, then unmarked.
+        self._bad_chunks, self._bad_objects = lookups.damaged()
 
     def put(self, pickler: str, parts: Sequence[Any]) -> StoredObject:
         """Store one object made of ``parts`` (the pickle stream, then its buffers)."""
@@ -196,6 +224,8 @@ class ObjectWriter:
         self._insert_chunks(conn)
         insert_if_absent(conn, schema.objects, pending.objects)
         insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
+        # An object found damaged is whole again: its chunks are in (now or before).
+        _unmark(conn, [o["id"] for o in pending.objects if o["id"] in self._bad_objects])
 
     def detach(self) -> None:
         """Copy pending chunk bytes that are still views of live buffers."""
@@ -218,14 +248,19 @@ class ObjectWriter:
 
     def _insert_chunks(self, conn: Connection) -> None:
         rows = list(self._pending.chunks.values())
-        for start in range(0, len(rows), _INSERT_ROWS):
-            insert_if_absent(conn, schema.chunks, rows[start : start + _INSERT_ROWS])
+        fresh = [r for r in rows if r["id"] not in self._bad_chunks]
+        for start in range(0, len(fresh), _INSERT_ROWS):
+            insert_if_absent(conn, schema.chunks, fresh[start : start + _INSERT_ROWS])
+        again = [r for r in rows if r["id"] in self._bad_chunks]
+        for row in again:
+            replace_damaged(conn, schema.chunks, [row])
+        _unmark(conn, [r["id"] for r in again])
 
     def _known_objects(self, ids: set[bytes]) -> dict[bytes, int]:
         """Stored sizes of the objects among ``ids`` that the store (or this batch) has."""
         pending = self._pending.stored_sizes
         found = {oid: pending[oid] for oid in ids if oid in pending}
-        rest = ids - found.keys()
+        rest = ids - found.keys() - self._bad_objects
         if rest:
             found.update(self._lookups.object_sizes(rest))
         return found
@@ -235,7 +270,7 @@ class ObjectWriter:
         pending = self._pending.chunks
         found = {cid: len(pending[cid]["data"]) for cid in ids if cid in pending}
         found.update({cid: self._written[cid] for cid in ids if cid in self._written})
-        rest = ids - found.keys()
+        rest = ids - found.keys() - self._bad_chunks
         if rest:
             found.update(self._lookups.chunk_sizes(rest))
         return found

@@ -33,6 +33,7 @@ __all__ = [
     "Lookup",
     "batches",
     "chunk_sizes",
+    "damaged",
     "edges",
     "entries_from_rows",
     "find_ref",
@@ -336,22 +337,29 @@ def _sizes(sql: SQL, select: str, ids: Iterable[bytes]) -> dict[bytes, int]:
     return found
 
 
-def incomplete_objects(sql: SQL, object_ids: Iterable[bytes]) -> bool:
-    """Whether any of ``object_ids`` is missing, or misses one of its chunks."""
+def damaged(sql: SQL) -> tuple[set[bytes], set[bytes]]:
+    """Chunk ids and object ids found damaged, and not written again since (revision 0004)."""
+    chunks: set[bytes] = set()
+    objects: set[bytes] = set()
+    for r in sql.rows("SELECT id, kind FROM damaged"):
+        (chunks if r.kind == "chunk" else objects).add(bytes(r.id))
+    return chunks, objects
+
+
+def incomplete_objects(sql: SQL, object_ids: Iterable[bytes]) -> set[bytes]:
+    """The objects among ``object_ids`` that are missing, or miss one of their chunks."""
+    incomplete: set[bytes] = set()
     for batch in batches(list(object_ids)):
         cond, params = in_list("id", batch)
-        present = sql.rows(f"SELECT COUNT(*) AS n FROM objects WHERE {cond}", params)[0].n
-        if present != len(batch):
-            return True
+        present = {bytes(r.id) for r in sql.rows(f"SELECT id FROM objects WHERE {cond}", params)}
+        incomplete.update(set(batch) - present)
         cond, params = in_list("oc.object_id", batch)
-        holes = sql.rows(
-            "SELECT COUNT(*) AS n FROM object_chunks AS oc "
+        incomplete.update(bytes(r.object_id) for r in sql.rows(
+            "SELECT DISTINCT oc.object_id FROM object_chunks AS oc "
             f"LEFT JOIN chunks AS c ON c.id = oc.chunk_id WHERE {cond} AND c.id IS NULL",
             params,
-        )[0].n
-        if holes:
-            return True
-    return False
+        ))
+    return incomplete
 
 
 # -- the whole store -------------------------------------------------------------------

@@ -219,6 +219,11 @@ class Reader:
         with self.transaction() as sql:
             return queries.object_sizes(sql, object_ids)
 
+    def damaged(self) -> tuple[set[bytes], set[bytes]]:
+        """Chunk ids and object ids found damaged and not written again since."""
+        with self.transaction() as sql:
+            return queries.damaged(sql)
+
     def chunk_sizes(self, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
         """``{chunk id: stored bytes}`` of the chunks the store has among ``chunk_ids``."""
         with self.transaction() as sql:

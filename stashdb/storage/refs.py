@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from stashdb.errors import InvalidRefName
+from stashdb.storage.revs import looks_like_an_id
 
 __all__ = ["DEFAULT_BRANCH", "check_name"]
 
@@ -25,7 +26,11 @@ def check_name(name: str) -> None:
 
     Raises:
         InvalidRefName: the name holds other characters, is ``HEAD``, ends with
-            ``.`` or ``/``, or holds ``..``.
+            ``.`` or ``/``, holds ``..``, or looks like a commit id.
     """
-    if not _VALID.match(name) or name == "HEAD" or name.endswith((".", "/")) or ".." in name:
+    if not isinstance(name, str) or not _VALID.match(name) or name == "HEAD" or name.endswith(
+        (".", "/")
+    ) or ".." in name:
         raise InvalidRefName(name)
+    if looks_like_an_id(name):
+        raise InvalidRefName(name, "it would read as a commit id: hex digits only")

@@ -14,7 +14,7 @@ from typing import Protocol
 from stashdb.errors import AmbiguousRevision, RevisionNotFound
 from stashdb.model import Commit, Rev
 
-__all__ = ["MIN_SHORT_ID", "RevLookup", "resolve"]
+__all__ = ["MIN_SHORT_ID", "RevLookup", "looks_like_an_id", "resolve"]
 
 #: Fewest hex digits accepted as a short commit id.
 MIN_SHORT_ID = 4
@@ -69,13 +69,20 @@ def resolve(rev: Rev, lookup: RevLookup) -> str:
             raise RevisionNotFound(rev, f"branch {branch!r} has no commits yet")
         return target[1]
     target = lookup.ref_target(rev)
+    found = lookup.ids_starting_with(rev.lower(), 10) if looks_like_an_id(rev) else []
     if target is not None:
+        if found and found != [target[1]]:
+            # A ref that looks like a commit id (made before such names were
+            # refused): never pick one of the two silently.
+            raise AmbiguousRevision(rev, found, ref=target)
         return target[1]
-    lowered = rev.lower()
-    if len(lowered) >= MIN_SHORT_ID and _HEX.match(lowered):
-        found = lookup.ids_starting_with(lowered, 10)
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise AmbiguousRevision(rev, found)
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise AmbiguousRevision(rev, found)
     raise RevisionNotFound(rev)
+
+
+def looks_like_an_id(name: str) -> bool:
+    """Whether ``name`` could be read as a (short) commit id: hex digits, at least 4."""
+    return len(name) >= MIN_SHORT_ID and _HEX.match(name.lower()) is not None

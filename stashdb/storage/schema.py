@@ -134,3 +134,15 @@ refs = Table(
     Column("message", Text),
     Column("time", Float, nullable=False),
 )
+
+#: Revision 0004: chunks and objects found damaged (by a read or `verify`). A
+#: commit that produces such a chunk writes it again, and such an object anew;
+#: then the row goes. ``kind`` is "chunk" (its bytes do not match its id) or
+#: "object" (one of its chunks is missing or damaged).
+damaged = Table(
+    "damaged",
+    metadata,
+    Column("id", LargeBinary(16), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("found", Float, nullable=False),
+)

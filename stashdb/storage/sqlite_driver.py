@@ -120,8 +120,9 @@ class SQLiteDriver:
 
     def close(self) -> None:
         """Release the connection; the next transaction opens a new one."""
+        self._after_fork()
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
+            if self._conn is not None:
                 self._conn.close()
             self._conn = None
 
@@ -132,6 +133,7 @@ class SQLiteDriver:
         Raises:
             StoreLocked: a writer held the file locked for longer than ``lock_timeout``.
         """
+        self._after_fork()
         with self._lock:
             conn = self._connection()
             started = time.monotonic()
@@ -151,11 +153,14 @@ class SQLiteDriver:
             finally:
                 conn.execute("COMMIT")
 
-    def _connection(self) -> sqlite3.Connection:
+    def _after_fork(self) -> None:
         if self._pid != os.getpid():
             # A connection made before fork() belongs to the parent: leave it to the
             # parent (closing it here could disturb the parent's locks) and open ours.
-            self._conn, self._pid = None, os.getpid()
+            # The lock too: a parent thread may have held it at the fork.
+            self._conn, self._pid, self._lock = None, os.getpid(), threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = sqlite3.connect(
                 f"file:{quote(str(self.path))}?mode=rw", uri=True, isolation_level=None,

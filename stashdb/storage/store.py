@@ -166,6 +166,10 @@ class Store:
             self.database, branch, keep_last=keep_last, keep_days=keep_days, grace=grace
         )
 
+    def check_writable(self) -> None:
+        """See `stashdb.storage.engine.Database.check_writable`."""
+        self.database.check_writable()
+
     def close(self) -> None:
         """Close the connections; the store can still be used (they reopen)."""
         if self._reader is not None:

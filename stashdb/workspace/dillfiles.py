@@ -7,7 +7,9 @@ the pickles in it, like loading it with dill would: only read files you trust.
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -50,21 +52,40 @@ def read_session(path: str | Path) -> dict[str, Any]:
 def write_module(path: str | Path, module: types.ModuleType) -> None:
     """Save ``module`` (a `stashdb.workspace.main_module.main_module`) for ``dill.load_module``.
 
+    The file is written beside ``path`` under another name and renamed over it
+    only once it is whole: a full disk or a file size limit leaves the old file
+    as it was, and no half-written one.
+
     Raises:
         ExportError: dill cannot write something so that it loads again (it only
             warns, e.g. for an Enum class defined in ``__main__``).
+        OSError: the file cannot be written (the old one, if any, is kept).
     """
     import warnings
 
     import dill
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", dill.PicklingWarning)
-        try:
-            dill.dump_module(str(path), module=module)
-        except dill.PicklingWarning as exc:
-            Path(path).unlink(missing_ok=True)
-            raise ExportError(
-                str(path), f"dill.load_module could not read it back ({exc}); restore fewer "
-                "names, or read them with stashdb.at() instead"
-            ) from None
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", dill.PicklingWarning)
+            try:
+                dill.dump_module(temporary, module=module)
+            except dill.PicklingWarning as exc:
+                raise ExportError(
+                    str(path), f"dill.load_module could not read it back ({exc}); restore fewer "
+                    "names, or read them with stashdb.at() instead"
+                ) from None
+        # mkstemp made it private; give it the mode a new file (or the old one) has.
+        os.chmod(temporary, target.stat().st_mode if target.exists() else _new_file_mode())
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask

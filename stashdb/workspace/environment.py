@@ -64,5 +64,14 @@ def version_warnings(commit: Commit) -> list[str]:
             f"snapshot {commit.short_id} was written with dill {commit.dill}, this is {dill}"
         )
     for message in found:
-        warnings.warn(message, VersionMismatchWarning, stacklevel=4)
+        warnings.warn(message, VersionMismatchWarning, stacklevel=_outside_stashdb())
     return found
+
+
+def _outside_stashdb() -> int:
+    """The stacklevel of the first frame that is not stashdb's own: the user's call."""
+    package = __name__.split(".")[0] + "."
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(package):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level

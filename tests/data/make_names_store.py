@@ -3,8 +3,10 @@ was split into layers (commit 920b929), when its stored names were module paths.
 
 A store of format 1 whose pickles name stashdb's own callables
 (``stashdb.serialize.Group``, ``_make_enum``, ``_create_function``,
-``_set_function_state``, ``stashdb.reducers.strings_from_codes``): every later
-stashdb must read it (tests/test_format.py). Kept for the record.
+``_set_function_state``, ``stashdb.reducers.strings_from_codes``), and values
+that are stashdb's own objects, named by that layout (``stashdb.maintenance
+.VerifyReport``, ``stashdb.refs.InvalidRefName``): every later stashdb must
+read it (tests/test_format.py). Kept for the record.
 
     git worktree add /tmp/old 920b929 && PYTHONPATH=/tmp/old \\
         python tests/data/make_names_store.py tests/data/store-names.db
@@ -38,7 +40,11 @@ namespace.update(
     holder={"k": shared},
     cities=np.array(["Oslo", "Lima", "Pune"] * 30_000, dtype=object),
     favourite=Color.BLUE,
+    report=repo.verify(),
 )
+from stashdb.refs import InvalidRefName  # noqa: E402  (stashdb 0.1.0's place for it)
+
+namespace["refused"] = InvalidRefName("bad name")
 repo.commit("names", namespace=namespace)
 repo.close()
 
