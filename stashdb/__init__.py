@@ -34,16 +34,23 @@ from stashdb.errors import (
     RevisionNotFound,
     ScriptNotFound,
     StashError,
+    StoreDamaged,
     StoreLocked,
     StoreNotFound,
     StoreUnreachable,
     StoreWriteError,
+    UnsavedValues,
     UnsupportedFormat,
     VersionMismatchWarning,
     WriteConflict,
 )
+from stashdb.pickling import stored_names as _stored_names
 
 __version__ = "0.1.0"
+
+# Stored pickles name stashdb.serialize and stashdb.reducers (format 1): importable
+# by anyone who has stashdb, so that plain pickle.load reads what we write.
+_stored_names.StoredModules.install()
 
 _LAZY = {
     "init": "stashdb.api",

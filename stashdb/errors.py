@@ -29,10 +29,12 @@ __all__ = [
     "RevisionNotFound",
     "ScriptNotFound",
     "StashError",
+    "StoreDamaged",
     "StoreLocked",
     "StoreNotFound",
     "StoreUnreachable",
     "StoreWriteError",
+    "UnsavedValues",
     "UnsupportedFormat",
     "VersionMismatchWarning",
     "WriteConflict",
@@ -357,4 +359,26 @@ class NotABranch(StashError):
         super().__init__(
             f"cannot commit to {name!r}: it is a {kind} (at {commit_id[:8]}), not a branch; "
             "commit to another branch name"
+        )
+
+
+class UnsavedValues(StashError):
+    """A checkout would overwrite or remove values that no snapshot holds."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        listed = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+        super().__init__(
+            f"checkout would overwrite or remove {listed}, which no snapshot holds: commit "
+            "them first (then undo can bring them back), or force the checkout"
+        )
+
+
+class StoreDamaged(StashError):
+    """The store's tables or rows hold what no stashdb wrote: damage, or a hostile store."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"the store is damaged: {what}; run `stashdb verify` to see what else is affected"
         )

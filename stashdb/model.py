@@ -272,6 +272,8 @@ class CheckoutReport:
     removed: list[str] = field(default_factory=list)
     #: Names whose value already was the snapshot's: left in memory, not reloaded.
     kept: list[str] = field(default_factory=list)
+    #: Names restored too because restored values need them (the class of an instance).
+    needed: list[str] = field(default_factory=list)
     #: Names the snapshot could not store: left as they are in the namespace.
     skipped: list[Skipped] = field(default_factory=list)
     #: Names that could not be restored here: left as they are in the namespace.
@@ -289,6 +291,8 @@ class CheckoutReport:
         The command line and the IPython extension show exactly these lines.
         """
         parts = [f"restored {len(self.restored)}{_listing(self.restored)}"]
+        if self.needed:
+            parts.append(f"and {_listing(self.needed).strip(' ()')}, which they need")
         if self.kept:
             parts.append(f"kept {len(self.kept)} unchanged in memory")
         if self.removed:

@@ -43,6 +43,7 @@ __all__ = [
     "diff_table",
     "du_table",
     "entries_table",
+    "entry_detail",
     "graph_lines",
     "history_table",
     "log_table",
@@ -218,6 +219,7 @@ def checkout_json(report: CheckoutReport) -> dict[str, Any]:
     return {
         "commit": report.commit.id,
         "restored": report.restored,
+        "needed": report.needed,
         "removed": report.removed,
         "kept": report.kept,
         "skipped": [
@@ -261,6 +263,24 @@ def commit_header(commit: Commit) -> Text:
     return text
 
 
+def entry_detail(entry: Entry, commit: Commit) -> Text:
+    """Everything known about one name of a snapshot, without unpickling it."""
+    rows = [
+        ("name", entry.name), ("commit", f"{commit.id} ({commit.branch})"),
+        ("type", entry.type_name), ("kind", f"{entry.kind}, {entry.status}"),
+        ("pickled", f"{format_size(entry.size)} ({entry.size:,} bytes)"),
+        ("stored", f"{format_size(entry.stored_size)} ({entry.stored_size:,} bytes)"),
+        ("pickling", f"{entry.seconds:.3f} s"),
+    ]
+    rows += [(label, value) for label, value in (
+        ("shape", entry.shape), ("object", entry.object_id), ("module", entry.module),
+        ("version", entry.version), ("skipped", entry.reason),
+        ("shares with", ", ".join(entry.group) or None),
+    ) if value]
+    rows.append(("value" if entry.literal else "preview", entry.literal or entry.preview))
+    return _text("\n".join(f"{label:<12} {value}" for label, value in rows))
+
+
 def checkout_report(report: CheckoutReport, title: str | None = None) -> Text:
     """A checkout's `CheckoutReport.summary`, names left as they were in red, warnings in yellow."""
     first, *rest = report.summary(title)
@@ -299,23 +319,38 @@ class _Rows:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        used = 2 * (len(self.columns) - 1)  # one space of padding each side of inner edges
-        settings = []
+        widths = {}
         for i, (title, column_options) in enumerate(self.columns):
-            column = {k: v for k, v in column_options.items() if k != "flex"}
             if i != self.flexible:
-                cap = column.pop("max_width", None) or 10_000
-                width = min(cap, max([len(title), *(row[i].cell_len for row in self.rows)]))
-                column["min_width"] = column["max_width"] = width
-                used += width
-            settings.append((title, column))
-        for i, (title, column) in enumerate(settings):
+                cap = column_options.get("max_width") or 10_000
+                widths[i] = min(cap, max([len(title), *(row[i].cell_len for row in self.rows)]))
+        shown = list(range(len(self.columns)))
+
+        def room() -> int:  # what the flexible column gets (two spaces between columns)
+            fixed = sum(widths[i] for i in shown if i != self.flexible)
+            return options.max_width - fixed - 2 * (len(shown) - 1)
+
+        # On a narrow terminal, columns marked "drop" go (lowest first) before the
+        # flexible one (the message, the preview) is cut to nothing.
+        droppable = sorted((o["drop"], i) for i, (_, o) in enumerate(self.columns) if "drop" in o)
+        while room() < _FLEX_MIN and droppable:
+            shown.remove(droppable.pop(0)[1])
+        for i in shown:
+            title, options_of_column = self.columns[i]
+            column = {k: v for k, v in options_of_column.items() if k not in ("flex", "drop")}
             if i == self.flexible:
-                column["max_width"] = max(10, options.max_width - used)
+                column["max_width"] = max(10, room())
+            else:
+                column.pop("max_width", None)
+                column["min_width"] = column["max_width"] = widths[i]
             table.add_column(title, no_wrap=True, overflow="ellipsis", **column)
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(row[i] for i in shown))
         yield table
+
+
+#: Fewest cells the flexible column keeps before other columns are dropped.
+_FLEX_MIN = 24
 
 
 def _table(*columns: tuple[str, dict[str, Any]]) -> _Rows:
@@ -382,10 +417,10 @@ def log_table(
     """Commits as a table, newest first (with ``graph``, a graph column like git's)."""
     columns: list[tuple[str, dict[str, Any]]] = [
         ("commit", {"style": "yellow"}),
-        ("time", {}),
-        ("refs", {"max_width": 20}),
+        ("time", {"drop": 1}),
+        ("refs", {"max_width": 20, "drop": 2}),
         ("message", {"flex": True}),
-        ("changes", {"justify": "right"}),
+        ("changes", {"justify": "right", "drop": 3}),
     ]
     if graph:
         columns.insert(0, ("", {}))
@@ -409,9 +444,9 @@ def entries_table(entries: Iterable[Entry]) -> _Rows:
     """A snapshot's entries: name, type, size, status, preview."""
     table = _table(
         ("name", {"style": "bold", "max_width": 20}),
-        ("type", {"max_width": 18}),
-        ("size", {"justify": "right"}),
-        ("status", {"max_width": 18}),
+        ("type", {"max_width": 18, "drop": 2}),
+        ("size", {"justify": "right", "drop": 1}),
+        ("status", {"max_width": 18, "drop": 3}),
         ("preview", {}),
     )
     for e in entries:

@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stashdb.background import BackgroundWriter
-from stashdb.errors import NotABranch, WriteConflict
+from stashdb.errors import (
+    CorruptChunk,
+    ExportError,
+    NameNotInSnapshot,
+    NotABranch,
+    StashError,
+    WriteConflict,
+)
 from stashdb.model import (
     ChangeCounts,
     CheckoutReport,
@@ -44,6 +53,7 @@ from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
 from stashdb.storage.store import Store
 from stashdb.workspace.capture import capture, carried
 from stashdb.workspace.environment import origin
+from stashdb.workspace.files import write_atomically
 from stashdb.workspace.names import select_names
 from stashdb.workspace.restore import KnownState, restore
 from stashdb.workspace.snapshot import Snapshot
@@ -359,6 +369,26 @@ class Repo:
         """Remove a tag; returns it. Raises `RefNotFound` if there is none."""
         return self._write(lambda: self.storage.commits.delete_ref("tag", name))
 
+    def rename_branch(self, old: str, new: str) -> Ref:
+        """Give branch ``old`` the name ``new`` (HEAD follows it if it is the current one).
+
+        Raises:
+            RefNotFound: no branch ``old``. RefExists: ``new`` is taken.
+            InvalidRefName: ``new`` cannot be a ref.
+        """
+        return self._write(functools.partial(self.storage.commits.rename_branch, old, new))
+
+    def reset(self, branch: str, rev: Rev) -> tuple[Ref, str]:
+        """Move ``branch`` to ``rev`` (back, usually); returns it and the commit it left.
+
+        The commits it left stay in the store, reachable by their ids (and by
+        any other ref), until `prune` drops them.
+
+        Raises:
+            RefNotFound: no such branch. RevisionNotFound: ``rev`` names nothing.
+        """
+        return self._write(functools.partial(self.storage.commits.reset_branch, branch, rev))
+
     def delete_branch(self, name: str) -> Ref:
         """Remove a branch (not the current one); its commits stay reachable by id.
 
@@ -369,15 +399,29 @@ class Repo:
 
     # -- upkeep ----------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, repair: bool = False) -> VerifyReport:
         """Walk refs → commits → manifests → objects → chunks, re-hashing every chunk.
 
         Returns a report whose ``ok`` is true only when nothing reachable is
         missing or damaged; each problem names the commits and variables it
-        breaks. Unpickles nothing.
+        breaks. Unpickles nothing. What it finds damaged is remembered: the next
+        commit of those values writes them again, so a store heals by
+        committing the live state. With ``repair``, the rows that cannot be read
+        back are dropped too (``report.repaired`` says what).
         """
         self._writes.settle()
-        return self.storage.verify()
+        report = self.storage.verify()
+        if not report.ok:
+            from stashdb.storage.maintenance import damage_of
+
+            chunks, objects = damage_of(report)
+            with contextlib.suppress(StashError):  # a read-only store: nothing to remember
+                self._write(functools.partial(
+                    self.storage.commits.record_damage, chunks=chunks, objects=objects
+                ))
+            if repair:
+                report.repaired = self._write(functools.partial(self.storage.repair, report))
+        return report
 
     def gc(self, *, grace: float | None = None) -> GcReport:
         """Delete chunks and objects no commit refers to; safe while others commit.
@@ -395,8 +439,11 @@ class Repo:
         keep_last: int | None = None,
         keep_days: float | None = None,
         grace: float | None = None,
+        dry_run: bool = False,
     ) -> PruneReport:
         """Drop old commits of a branch (default: current), keeping tags and heads; then gc.
+
+        With ``dry_run`` nothing changes: the report says what would be dropped.
 
         Raises:
             InvalidArguments: neither ``keep_last`` nor ``keep_days``, or a negative one.
@@ -404,7 +451,7 @@ class Repo:
         """
         name = branch or self.head
         return self._write(lambda: self.storage.prune(
-            name, keep_last=keep_last, keep_days=keep_days, grace=grace
+            name, keep_last=keep_last, keep_days=keep_days, grace=grace, dry_run=dry_run
         ))
 
     # -- reading ---------------------------------------------------------------
@@ -427,13 +474,20 @@ class Repo:
         return self._reader.list_refs("tag")
 
     def log(
-        self, *, branch: str | None = None, limit: int | None = None, all: bool = False
+        self,
+        revs: str | None = None,
+        *,
+        branch: str | None = None,
+        limit: int | None = None,
+        all: bool = False,
     ) -> list[Commit]:
         """Commits of a branch (default: the current one), newest first; ``all``: every ref.
 
-        Entries are not loaded (use `show`). Raises `RefNotFound` for an unknown branch.
+        ``revs``: ``"A..B"``, the commits B has that A has not (``"v1.."``: since v1),
+        or one rev: the commits it reaches. Entries are not loaded (use `show`).
+        Raises `RefNotFound` for an unknown branch.
         """
-        return self._reader.log(branch=branch, limit=limit, all=all)
+        return self._reader.log(branch=branch, limit=limit, all=all, revs=revs)
 
     def show(self, rev: Rev = "HEAD") -> Commit:
         """One commit with its entries (type, sizes, preview, status). Unpickles nothing."""
@@ -447,6 +501,40 @@ class Repo:
         """The versions of one variable along a branch, newest first. Unpickles nothing."""
         return self._reader.history(name, branch=branch)
 
+    def write_value(self, rev: Rev, name: str, path: str | os.PathLike[str]) -> Entry:
+        """Write one stored value to ``path`` as a plain pickle, without unpickling it.
+
+        The file loads with ``pickle.load`` wherever the value's packages are
+        installed. Returns the value's entry.
+
+        Raises:
+            NameNotInSnapshot: the snapshot has no such name.
+            ExportError: it was skipped, is a module, refers to workspace code, or
+                shares objects with other names (use a checkout to a dill file then).
+            CorruptChunk: its stored bytes are damaged.
+        """
+        from stashdb.pickling.export import standalone
+
+        commit = self.show(rev)
+        entry = next((e for e in commit.entries if e.name == name), None)
+        if entry is None:
+            raise NameNotInSnapshot([name], commit.id, commit.names)
+        if entry.kind != "value" or entry.object_id is None:
+            why = entry.reason if entry.kind == "skipped" else f"it is a {entry.kind}"
+            raise ExportError(os.fspath(path), f"{name!r} holds no stored value ({why})")
+        object_id = bytes.fromhex(entry.object_id)
+        found = self._objects.read_many([object_id])[object_id]
+        if isinstance(found, CorruptChunk):
+            raise found.for_name(name)
+        pickler, parts = found
+        data = standalone(os.fspath(path), pickler, parts, grouped=entry.slot is not None)
+
+        def write(temporary: str) -> None:
+            Path(temporary).write_bytes(data)
+
+        write_atomically(path, write)
+        return entry
+
     def change_counts(self, commits: Iterable[Commit]) -> dict[str, ChangeCounts]:
         """Names each commit added, changed and removed against its first parent."""
         return self._reader.change_counts(list(commits))
@@ -457,7 +545,33 @@ class Repo:
 
     def at(self, rev: Rev = "HEAD") -> Snapshot:
         """A lazy, read-only mapping of a snapshot: a name is unpickled when read."""
-        return Snapshot(self.storage.reader, self.show(rev))
+        return Snapshot(self._objects, self.show(rev))
+
+    def _head_commit(self) -> Commit | None:
+        """The tip of the current branch (None: it has no commits yet)."""
+        reader = self._reader
+        ref = reader.find_ref(reader.head())
+        if ref is None or ref.kind != "branch":
+            return None
+        return reader.get_commit(ref.commit_id)
+
+    @property
+    def _objects(self) -> _NotingDamage:
+        """Where restores read objects: the read side, telling this Repo what is damaged."""
+        return _NotingDamage(self.storage.reader, self._note_damage)
+
+    def _note_damage(self, found: list[CorruptChunk]) -> None:
+        """Remember damage a read met, so the next commit of those values writes them again.
+
+        In the background, and best effort: a read must not fail because the
+        store cannot be written (read-only, locked).
+        """
+        chunks = {bytes.fromhex(d.chunk_id) for d in found if d.chunk_id and d.got}
+        objects = {bytes.fromhex(d.object_id) for d in found if d.object_id and d.chunk_id}
+        if chunks or objects:
+            self._writes.submit(functools.partial(
+                self.storage.commits.record_damage, chunks=chunks, objects=objects
+            ))
 
     # -- restoring -------------------------------------------------------------
 
@@ -473,9 +587,12 @@ class Repo:
     ) -> CheckoutReport:
         """Restore a snapshot into a namespace (default: the caller's globals).
 
-        A full checkout makes the namespace equal the snapshot: names it does
-        not hold are removed, except default-excluded names (``_``-prefixed,
-        IPython's own) and names the snapshot skipped, which stay as they are.
+        A full (exact) checkout restores every name of the snapshot and removes
+        the names the namespace's current snapshot held but this one lacks:
+        the current snapshot is ``known.snapshot`` when given, else the tip of
+        the store's current branch. Names no snapshot held, modules,
+        default-excluded names (``_``-prefixed, IPython's own) and names the
+        snapshot skipped are never removed (see `stashdb.workspace.restore`).
         ``merge=True`` keeps the other names. ``only`` restores just those
         names and touches nothing else. A name that cannot be restored is
         reported in ``failed`` and keeps its current value; the others restore.
@@ -494,8 +611,12 @@ class Repo:
         """
         ns = namespace if namespace is not None else _callers_globals()
         commit = self.show(rev)
+        tracked: Collection[str] = ()
+        if only is None and not merge:
+            current = known.snapshot if known is not None else self._head_commit()
+            tracked = [e.name for e in current.entries] if current is not None else ()
         report = restore(
-            self.storage.reader, commit, ns, only=only, merge=merge, known=known,
+            self._objects, commit, ns, only=only, merge=merge, known=known, tracked=tracked,
             progress=progress,
         )
         if only is None and not merge and isinstance(rev, str):
@@ -527,6 +648,21 @@ def _file_size_limit_as_error() -> Iterator[None]:
         yield
     finally:
         signal.signal(xfsz, previous)
+
+
+class _NotingDamage:
+    """An object source that passes on what a read found damaged (see `Repo._note_damage`)."""
+
+    def __init__(self, reader: Reader, note: Callable[[list[CorruptChunk]], None]) -> None:
+        self._reader, self._note = reader, note
+
+    def read_many(self, object_ids: Iterable[bytes]) -> dict[bytes, Any]:
+        """The objects, as the reader gives them; damage found is noted on the way."""
+        found = self._reader.read_many(object_ids)
+        damage = [v for v in found.values() if isinstance(v, CorruptChunk)]
+        if damage:
+            self._note(damage)
+        return found
 
 
 class PreparedCommit:

@@ -126,3 +126,20 @@ def run_python(code: str, cwd: Path, *, check: bool = True) -> subprocess.Comple
 def last_json(result: subprocess.CompletedProcess[str]) -> Any:
     """The JSON a script printed on its last line of stdout."""
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def shell_session(tmp_path: Path, cells: list[str], report: str) -> Any:
+    """Run ``cells`` in a fresh InteractiveShell in ``tmp_path``; return ``report``'s JSON."""
+    code = f"""
+        import json, sys
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        ns = shell.user_ns
+        failed = []
+        for cell in {cells!r}:
+            if not shell.run_cell(cell, store_history=True).success:
+                failed.append(cell)
+        print(json.dumps({report}))
+    """
+    return last_json(run_python(code, tmp_path))

@@ -12,13 +12,21 @@ from conftest import last_json, raw_connection, run_python
 from stashdb.storage import schema
 
 
-def test_exact_checkout_makes_the_namespace_equal_the_snapshot(repo: stashdb.Repo) -> None:
-    repo.commit(namespace={"a": 1, "b": [2]})
-    ns = {"a": 10, "extra": 3, "__builtins__": {}, "_hidden": 4, "In": [], "Out": {}}
-    report = repo.checkout(namespace=ns)
-    assert report.removed == ["extra"]
-    assert report.restored == ["a", "b"]
-    assert ns == {"a": 1, "b": [2], "__builtins__": {}, "_hidden": 4, "In": [], "Out": {}}
+def test_exact_checkout_removes_what_the_current_snapshot_held_and_no_more(
+    repo: stashdb.Repo,
+) -> None:
+    import json
+
+    old = repo.commit("old", namespace={"a": 1, "b": [2]})
+    repo.commit("HEAD", namespace={"a": 2, "b": [3], "gone": "tracked", "json": json})
+    ns = {"a": 10, "b": [3], "gone": "tracked", "json": json, "mine": "hours of work",
+          "__builtins__": {}, "_hidden": 4, "In": [], "Out": {}}
+    report = repo.checkout(old.id, namespace=ns)
+    # `gone` was in the current snapshot and is not in this one: like git, removed.
+    # Never removed: `mine` (no snapshot holds it), a module, default-excluded names.
+    assert report.removed == ["gone"] and report.restored == ["a", "b"]
+    assert ns == {"a": 1, "b": [2], "json": json, "mine": "hours of work",
+                  "__builtins__": {}, "_hidden": 4, "In": [], "Out": {}}
 
 
 def test_merge_keeps_other_names(repo: stashdb.Repo) -> None:

@@ -10,26 +10,9 @@ from typing import Any
 import pytest
 
 import stashdb
-from conftest import last_json, run_python
+from conftest import run_python, shell_session
 
 pytest.importorskip("IPython")
-
-
-def shell_session(tmp_path: Path, cells: list[str], report: str) -> Any:
-    """Run ``cells`` in a fresh InteractiveShell in ``tmp_path``; return ``report``'s JSON."""
-    code = f"""
-        import json, sys
-        from IPython.core.interactiveshell import InteractiveShell
-
-        shell = InteractiveShell.instance()
-        ns = shell.user_ns
-        failed = []
-        for cell in {cells!r}:
-            if not shell.run_cell(cell, store_history=True).success:
-                failed.append(cell)
-        print(json.dumps({report}))
-    """
-    return last_json(run_python(code, tmp_path))
 
 
 def messages(tmp_path: Path, branch: str) -> list[str]:

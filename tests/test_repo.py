@@ -175,3 +175,126 @@ def test_a_submitted_commit_is_seen_by_the_next_read_and_write(repo: stashdb.Rep
     assert [f.result().message for f in futures] == [f"step {i}" for i in range(20)]
     assert repo.at("after-steps")["x"] == [*range(10_000), *range(20)]
     assert repo.at("HEAD~19")["x"] == [*range(10_000), 0]
+
+
+HOLD_SQLITE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute(f"BEGIN {sys.argv[3]}")
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""
+
+
+def _hold_exclusive(
+    db: Path, seconds: float, tmp_path: Path, how: str = "EXCLUSIVE"
+) -> subprocess.Popen[str]:
+    """Another process holds the file locked: EXCLUSIVE (no reads either) or IMMEDIATE."""
+    script = tmp_path / "hold_sqlite_lock.py"
+    script.write_text(HOLD_SQLITE_LOCK)
+    holder = subprocess.Popen([sys.executable, str(script), str(db), str(seconds), how],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_opening_the_engine_waits_for_the_lock_as_long_as_lock_timeout(tmp_path: Path) -> None:
+    # pysqlite waits 5 s by itself; the store's own wait is what counts.
+    repo = stashdb.init(tmp_path)
+    repo.commit(namespace={"x": 1})
+    stashdb.close_all()
+    light = stashdb.open(tmp_path, lock_timeout=30)  # read light: the engine is not made yet
+    holder = _hold_exclusive(tmp_path / ".stashdb" / "stash.db", 7, tmp_path)
+    try:
+        start = time.monotonic()
+        light.tag("after-the-lock")  # makes the engine, then writes
+        assert time.monotonic() - start >= 6
+    finally:
+        holder.wait()
+    assert [t.name for t in light.tags()] == ["after-the-lock"]
+
+
+def test_ctrl_c_during_a_write_rolls_it_back(tmp_path: Path) -> None:
+    code = """
+        import signal, stashdb, sys, threading, time
+        repo = stashdb.open(sys.argv[1], lock_timeout=60)
+        threading.Timer(1.0, lambda: signal.raise_signal(signal.SIGINT)).start()
+        try:
+            repo.tag("blocked")  # waits for the lock another process holds
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """
+    repo = stashdb.init(tmp_path)
+    repo.commit(namespace={"x": 1})
+    stashdb.close_all()
+    script = tmp_path / "interrupt.py"
+    script.write_text(textwrap.dedent(code))
+    # SQLite waits for a lock in C: Ctrl-C takes effect when the wait ends (at 4 s),
+    # inside the write transaction, which must then roll back.
+    holder = _hold_exclusive(tmp_path / ".stashdb" / "stash.db", 4, tmp_path, "IMMEDIATE")
+    try:
+        done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        holder.wait()
+    assert done.stdout.strip() == "interrupted", done.stderr
+    assert stashdb.open(tmp_path).tags() == []  # nothing was written behind the user's back
+
+
+def test_a_commit_from_an_atexit_handler_is_written(tmp_path: Path) -> None:
+    run_python(
+        """
+        import atexit, stashdb
+        repo = stashdb.init(".")
+        repo.commit("first", namespace={"x": 1})
+        final = {"x": 2}
+        atexit.register(lambda: repo.commit("at exit", namespace=final))
+        """,
+        tmp_path,
+    )
+    assert [c.message for c in stashdb.open(tmp_path).log()] == ["at exit", "first"]
+
+
+def test_a_fork_while_another_thread_reads_does_not_hang_the_child(repo: stashdb.Repo) -> None:
+    import threading
+
+    repo.commit(namespace={"x": 1})
+    reading = threading.Event()
+    release = threading.Event()
+
+    def read_slowly() -> None:
+        with repo.storage.reader.transaction():
+            reading.set()
+            release.wait(10)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    reading.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        import signal
+
+        signal.alarm(20)  # a hang would be killed (and fail the test), not wait forever
+        status = 0 if repo.head == "main" and repo.at()["x"] == 1 else 1
+        os._exit(status)
+    release.set()
+    reader.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_migrate_takes_the_lock_timeout_too(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path)
+    repo.commit(namespace={"x": 1})
+    holder = _hold_the_write_lock(repo.url, tmp_path)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stashdb", "migrate", "--lock-timeout", "0.5"], cwd=tmp_path,
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode in (0, 1)
+    assert done.returncode == 0 or "is locked" in done.stderr  # never a 300 s wait

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 import stashdb
 from stashdb.errors import StashError
@@ -37,8 +37,27 @@ err = Console(stderr=True, highlight=False)
 _ANYWHERE = ("--debug", "--lock-timeout")
 
 
+class _PlainArgument(TyperArgument):
+    """An argument shown as git shows one: ``REV`` and ``[REV]``, not ``{rev}`` and ``<str>``."""
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or self.name or ""
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
 class _App(TyperGroup):
     """Turns user errors into one line on stderr and exit status 1."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        for param in getattr(command, "params", ()):
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument  # the same argument, shown plainly
+        return command
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # --debug and --lock-timeout are accepted anywhere (`stashdb log --debug`).
@@ -95,6 +114,7 @@ Store = Annotated[
     str | None,
     typer.Option(
         "--store",
+        metavar="PATH_OR_URL",
         envvar="STASHDB_URL",
         help="Store to use: a directory, a .db file or a database URL "
         "(default: the .stashdb/ found from here upwards).",

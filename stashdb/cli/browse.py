@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,17 +11,23 @@ import typer
 import stashdb
 from stashdb import render
 from stashdb.cli.app import Json, Store, app, open_store, out, print_json
+from stashdb.errors import InvalidArguments
 from stashdb.model import format_size
 from stashdb.render import markup_safe as safe
 
 
 @app.command()
 def log(
+    revs: Annotated[
+        str | None,
+        typer.Argument(metavar="[REVS]", show_default=False,
+                       help="A..B: what B has that A has not (v1..: since v1); or one REV."),
+    ] = None,
     n: Annotated[
-        int | None, typer.Option("-n", min=0, help="Show at most N commits.")
+        int | None, typer.Option("-n", min=0, metavar="N", help="Show at most N commits.")
     ] = None,
     branch: Annotated[
-        str | None, typer.Option(help="Branch to show (default: current).")
+        str | None, typer.Option(metavar="BRANCH", help="Branch to show (default: current).")
     ] = None,
     all_refs: Annotated[
         bool, typer.Option("--all", help="Commits of every branch and tag.")
@@ -31,16 +38,19 @@ def log(
 ) -> None:
     """Show commits, newest first, with the names each added (+), changed (~) and removed (-).
 
-    Example: stashdb log -n 10 --all --graph
+    Example: stashdb log cleaned..HEAD -n 10
     """
     repo = open_store(store)
-    commits = repo.log(branch=branch, limit=n, all=all_refs)
+    commits = repo.log(revs, branch=branch, limit=n, all=all_refs)
     counts = repo.change_counts(commits)
     if as_json:
         print_json([render.commit_json(c, counts.get(c.id)) for c in commits])
         return
     if not commits:
-        out.print("no commits yet")
+        if n != 0 and revs is not None:
+            out.print(f"no commits in {safe(revs)}")
+        elif n != 0:
+            out.print(safe(_no_commits_here(repo, branch, all_refs)))
         return
     tips: dict[str, list[str]] = {}
     for ref in repo.branches():
@@ -48,16 +58,44 @@ def log(
     out.print(render.log_table(commits, counts, tips, graph=graph))
 
 
+def _no_commits_here(repo: stashdb.Repo, branch: str | None, all_refs: bool) -> str:
+    """Why ``log`` shows nothing, and where the commits are if there are any elsewhere."""
+    if all_refs:
+        return "no commits yet"
+    others = [b.name for b in repo.branches() if b.name != (branch or repo.head)]
+    if not others:
+        return "no commits yet"
+    listed = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
+    return (f"no commits on branch {branch or repo.head}; other branches have some: {listed} "
+            "(stashdb log --all, or --branch NAME)")
+
+
 @app.command()
 def show(
-    rev: Annotated[str, typer.Argument(help="Commit to show.")] = "HEAD",
+    rev: Annotated[
+        str, typer.Argument(metavar="REV", help="Commit to show (REV:NAME: one variable).")
+    ] = "HEAD",
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", metavar="FILE",
+                     help="With REV:NAME: write the value to FILE, for pickle.load(FILE)."),
+    ] = None,
     store: Store = None,
     as_json: Json = False,
 ) -> None:
     """Show one commit: who, when, and every name with its type, size, status and preview.
 
-    Example: stashdb show HEAD~1
+    REV:NAME shows one variable in full; with --to FILE its value is written as a
+    plain pickle (nothing is unpickled to do it).
+
+    Example: stashdb show HEAD~1:df --to df.pkl
     """
+    if ":" in rev:
+        commit_rev, name = rev.split(":", 1)  # a rev never holds ':'; a name may
+        _show_one(open_store(store), commit_rev, name, to, as_json)
+        return
+    if to is not None:
+        raise InvalidArguments("--to writes one value: give REV:NAME")
     made = open_store(store).show(rev)
     if as_json:
         print_json(render.commit_json(made, entries=True))
@@ -66,10 +104,26 @@ def show(
     out.print(render.entries_table(made.entries))
 
 
+def _show_one(repo: stashdb.Repo, rev: str, name: str, to: Path | None, as_json: bool) -> None:
+    commit = repo.show(rev or "HEAD")
+    entry = next((e for e in commit.entries if e.name == name), None)
+    if entry is None:
+        raise stashdb.NameNotInSnapshot([name], commit.id, commit.names)
+    if to is not None:
+        repo.write_value(commit, name, to)
+    if as_json:
+        file = str(to) if to else None
+        print_json(render.entry_json(entry) | {"commit": commit.id, "file": file})
+        return
+    out.print(render.entry_detail(entry, commit))
+    if to is not None:
+        out.print(f"wrote {safe(name)} to {safe(to)} (pickle.load reads it)")
+
+
 @app.command()
 def diff(
-    a: Annotated[str, typer.Argument(help="Older commit.")],
-    b: Annotated[str, typer.Argument(help="Newer commit.")] = "HEAD",
+    a: Annotated[str, typer.Argument(metavar="A", help="Older commit.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="Newer commit.")] = "HEAD",
     store: Store = None,
     as_json: Json = False,
 ) -> None:
@@ -90,9 +144,9 @@ def diff(
 
 @app.command()
 def history(
-    name: Annotated[str, typer.Argument(help="Variable name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Variable name.")],
     branch: Annotated[
-        str | None, typer.Option(help="Branch to follow (default: current).")
+        str | None, typer.Option(metavar="BRANCH", help="Branch to follow (default: current).")
     ] = None,
     store: Store = None,
     as_json: Json = False,
@@ -159,7 +213,7 @@ def status(store: Store = None, as_json: Json = False) -> None:
 
 @app.command()
 def du(
-    rev: Annotated[str, typer.Argument(help="Snapshot to measure.")] = "HEAD",
+    rev: Annotated[str, typer.Argument(metavar="REV", help="Snapshot to measure.")] = "HEAD",
     store: Store = None,
     as_json: Json = False,
 ) -> None:

@@ -8,12 +8,20 @@ import typer
 
 from stashdb import render
 from stashdb.cli.app import Json, Store, app, open_store, out, print_json
+from stashdb.errors import InvalidArguments
 from stashdb.render import markup_safe as safe
 
 
 def _refs_command(kind: str, name: str | None, rev: str, delete: str | None,
-                  message: str | None, store: str | None, as_json: bool) -> None:
+                  message: str | None, store: str | None, as_json: bool,
+                  rename: str | None = None) -> None:
     repo = open_store(store)
+    if rename is not None:
+        if name is None:
+            raise InvalidArguments("branch -m OLD NEW: give the new name too")
+        moved = repo.rename_branch(rename, name)
+        out.print(f"renamed branch {safe(rename)} to {safe(moved.name)}")
+        return
     if delete is not None:
         removed = repo.delete_tag(delete) if kind == "tag" else repo.delete_branch(delete)
         out.print(f"deleted {kind} {safe(removed.name)} (was {removed.commit_id[:8]})")
@@ -37,13 +45,13 @@ def _refs_command(kind: str, name: str | None, rev: str, delete: str | None,
 
 @app.command()
 def tag(
-    name: Annotated[str | None, typer.Argument(help="Tag to create.")] = None,
-    rev: Annotated[str, typer.Argument(help="Commit to tag.")] = "HEAD",
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Tag to create.")] = None,
+    rev: Annotated[str, typer.Argument(metavar="REV", help="Commit to tag.")] = "HEAD",
     delete: Annotated[
-        str | None, typer.Option("-d", "--delete", help="Delete this tag.")
+        str | None, typer.Option("-d", "--delete", metavar="NAME", help="Delete this tag.")
     ] = None,
     message: Annotated[
-        str | None, typer.Option("-m", "--message", help="Tag message.")
+        str | None, typer.Option("-m", "--message", metavar="MESSAGE", help="Tag message.")
     ] = None,
     store: Store = None,
     as_json: Json = False,
@@ -58,19 +66,43 @@ def tag(
 @app.command()
 def branch(
     name: Annotated[
-        str | None, typer.Argument(help="Branch to create.")
+        str | None, typer.Argument(metavar="NAME", help="Branch to create.")
     ] = None,
-    rev: Annotated[str, typer.Argument(help="Where it starts.")] = "HEAD",
+    rev: Annotated[str, typer.Argument(metavar="REV", help="Where it starts.")] = "HEAD",
     delete: Annotated[
-        str | None, typer.Option("-d", "--delete", help="Delete this branch.")
+        str | None, typer.Option("-d", "--delete", metavar="NAME", help="Delete this branch.")
+    ] = None,
+    rename: Annotated[
+        str | None,
+        typer.Option("-m", "--move", metavar="OLD", help="Rename branch OLD to NAME."),
     ] = None,
     store: Store = None,
     as_json: Json = False,
 ) -> None:
-    """List branches (* marks the current one), start one at REV, or delete one with -d.
+    """List branches (* marks the current one), start one at REV, delete one with -d,
+    or rename one with -m OLD NEW.
 
     Example: stashdb branch experiment HEAD~1
     """
-    _refs_command("branch", name, rev, delete, None, store, as_json)
+    _refs_command("branch", name, rev, delete, None, store, as_json, rename)
+
+
+@app.command()
+def reset(
+    branch: Annotated[str, typer.Argument(metavar="BRANCH", help="Branch to move.")],
+    rev: Annotated[str, typer.Argument(metavar="REV", help="Commit it moves to.")],
+    store: Store = None,
+    as_json: Json = False,
+) -> None:
+    """Move BRANCH to REV (back, usually). The commits it leaves stay reachable by their ids.
+
+    Example: stashdb reset main HEAD~2
+    """
+    moved, left = open_store(store).reset(branch, rev)
+    if as_json:
+        print_json(render.ref_json(moved) | {"was": left})
+        return
+    out.print(f"branch {safe(moved.name)} → {moved.commit_id[:8]} (was {left[:8]}: still "
+              f"there as {left}, until pruned)")
 
 

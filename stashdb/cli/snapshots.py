@@ -30,7 +30,9 @@ from stashdb.scripts import ScriptCommit
 
 @app.command()
 def init(
-    path: Annotated[str, typer.Argument(help="Directory (or database URL) for the store.")] = ".",
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="Directory (or database URL) for the store.")
+    ] = ".",
 ) -> None:
     """Create a store: .stashdb/ under PATH (default: here).
 
@@ -48,27 +50,36 @@ def init(
 def commit(
     script: Annotated[
         str | None,
-        typer.Argument(help="Python script to run as __main__; its globals are committed."),
+        typer.Argument(
+            metavar="SCRIPT", help="Python script to run as __main__; its globals are committed."
+        ),
     ] = None,
     args: Annotated[
         list[str] | None,
-        typer.Argument(help="Arguments for the script (after -- if they look like options)."),
+        typer.Argument(
+            metavar="ARGS", help="Arguments for the script (after -- if they look like options)."
+        ),
     ] = None,
-    message: Annotated[str, typer.Option("-m", "--message", help="What this snapshot is.")] = "",
+    message: Annotated[str, typer.Option(
+        "-m", "--message", metavar="MESSAGE", help="What this snapshot is.")] = "",
     source: Annotated[
         str | None,
-        typer.Option("--from", help="Import a dill session/module or sessionstash file."),
+        typer.Option(
+            "--from", metavar="FILE", help="Import a dill session/module or sessionstash file."
+        ),
     ] = None,
     branch: Annotated[
-        str | None, typer.Option(help="Commit to this branch.")
+        str | None, typer.Option(metavar="BRANCH", help="Commit to this branch.")
     ] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Only these names (glob patterns; repeat or comma-separate)."),
+        typer.Option(
+            metavar="NAMES", help="Only these names (glob patterns; repeat or comma-separate)."
+        ),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(help="Leave these names out (glob patterns)."),
+        typer.Option(metavar="NAMES", help="Leave these names out (glob patterns)."),
     ] = None,
     store: Store = None,
     as_json: Json = False,
@@ -157,17 +168,21 @@ def _report_commit(made: stashdb.Commit, as_json: bool) -> None:
 
 @app.command()
 def checkout(
-    rev: Annotated[str, typer.Argument(help="Commit to restore.")],
+    rev: Annotated[str, typer.Argument(metavar="REV", help="Commit to restore.")],
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Only these names (repeat, or comma-separate: --only df,model)."),
+        typer.Option(
+            metavar="NAMES", help="Only these names (repeat, or comma-separate: --only df,model)."
+        ),
     ] = None,
     shell: Annotated[
         bool, typer.Option("--shell", help="Start a shell holding them (the default).")
     ] = False,
     to: Annotated[
         Path | None,
-        typer.Option("--to", help="Write them to FILE for dill.load_module(FILE)."),
+        typer.Option(
+            "--to", metavar="FILE", help="Write them to FILE for dill.load_module(FILE)."
+        ),
     ] = None,
     store: Store = None,
     as_json: Json = False,

@@ -17,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from stashdb import render
-from stashdb.errors import StashError
+from stashdb.errors import StashError, UnsavedValues
 from stashdb.ipython.shell import ShellSession, branch_for_session
 
 __all__ = ["USAGE", "StashMagics"]
@@ -49,7 +49,9 @@ def _parser() -> _Parser:
     p.add_argument("rev")
     p.add_argument("--only", default=None)
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--force", action="store_true")
     sub.add_parser("undo")
+    sub.add_parser("redo")
     p = sub.add_parser("auto")
     p.add_argument("state", choices=["on", "off"])
     p.add_argument("--branch", default=None)
@@ -65,9 +67,11 @@ USAGE = """\
 %stash diff A [B]               names added, removed and changed from A to B
 %stash history NAME             the versions of one variable
 %stash tag NAME [REV]           name a snapshot for good
-%stash checkout REV [--only a,b] [--merge]
-                                restore a snapshot (or only some names)
+%stash checkout REV [--only a,b] [--merge] [--force]
+                                restore a snapshot (or only some names); --force even
+                                over values no snapshot holds
 %stash undo                     back to the state before the last cell
+%stash redo                     forward again, after an undo
 %stash auto on|off [--branch B] [--store PATH_OR_URL]
                                 a snapshot after every successful cell
 %stash status                   store, branch, what changed since the last snapshot
@@ -92,7 +96,7 @@ class StashMagics(Magics):
     @line_magic
     def stash(self, line: str) -> None:
         """Version the namespace with stashdb: %stash commit|log|show|diff|history|tag|
-        checkout|undo|auto|status. Run %stash with no arguments for usage."""
+        checkout|undo|redo|auto|status. Run %stash with no arguments for usage."""
         words = shlex.split(line)
         if not words or words[0] in ("-h", "--help", "help"):
             print(USAGE)
@@ -150,12 +154,22 @@ class StashMagics(Magics):
 
     def _checkout(self, args: argparse.Namespace) -> None:
         only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-        report = self.session.checkout(self._rev(args.rev), only, args.merge)
+        try:
+            report = self.session.checkout(self._rev(args.rev), only, args.merge, args.force)
+        except UnsavedValues as exc:
+            raise UsageError(render.printable(
+                f"stashdb: {exc} (%stash commit, or %stash checkout {args.rev} --force)"
+            )) from None
         self._print(render.checkout_report(report))
 
     def _undo(self, args: argparse.Namespace) -> None:
         what, report = self.session.undo()
         title = f"undid {what}: back to {report.commit.short_id}"
+        self._print(render.checkout_report(report, title))
+
+    def _redo(self, args: argparse.Namespace) -> None:
+        what, report = self.session.redo()
+        title = f"redid {what}: at {report.commit.short_id}"
         self._print(render.checkout_report(report, title))
 
     def _auto(self, args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ import datetime
 import os
 import re
 import sys
+import types
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import stashdb
-from stashdb.errors import NothingToUndo, StashError
+from stashdb.errors import NothingToUndo, RevisionNotFound, StashError, UnsavedValues
 from stashdb.model import CheckoutReport, Commit, Skipped
 from stashdb.render import printable
 from stashdb.repo import KnownState, PreparedCommit
@@ -86,6 +87,8 @@ class ShellSession:
         self.everything_dirty = False
         #: Snapshots the namespace went through in this session, for undo.
         self.states: list[_State] = []
+        #: States undone since the last change, for redo (newest last).
+        self.undone: list[_State] = []
         self.reported: dict[str, int] = {}  # unstorable name -> id of the value reported
 
     @property
@@ -165,6 +168,7 @@ class ShellSession:
         state = _State(label or message, future=self.repo.submit(prepared))
         self.base = prepared
         self.states.append(state)
+        self.undone = []  # a new change: what was undone cannot be redone
         self._report_unstorable(prepared.skipped)
         return state
 
@@ -225,17 +229,31 @@ class ShellSession:
         return KnownState(base, frozenset(unchanged))
 
     def checkout(
-        self, rev: str, only: list[str] | None = None, merge: bool = False
+        self, rev: str, only: list[str] | None = None, merge: bool = False, force: bool = False
     ) -> CheckoutReport:
-        """Restore ``rev`` into the shell, keeping in memory what did not change."""
+        """Restore ``rev`` into the shell, keeping in memory what did not change.
+
+        Values no snapshot holds that the checkout would overwrite or remove
+        are saved first when auto-snapshot is on (undo brings them back);
+        otherwise the checkout is refused, unless ``force``.
+
+        Raises:
+            UnsavedValues: there are such values, auto-snapshot is off, no ``force``.
+        """
         self.flush()
         # A Commit, not the rev: restoring the shell never moves the store's HEAD
         # (on a team store, other people's commits follow HEAD).
         target = self.repo.show(rev)
+        unsaved = [] if force else self.unsaved_for(target, only, merge)
+        if unsaved and self.auto:
+            self.snapshot(f"before checkout {rev}")  # the failed cell's changes, say
+        elif unsaved:
+            raise UnsavedValues(unsaved)
         report = self.repo.checkout(
             target, namespace=self.namespace, only=only, merge=merge, known=self.known()
         )
         touched = set(report.restored) | set(report.removed)
+        self.undone = []
         if only is None and not merge:
             self.base = report.commit
             self.dirty = {f.name for f in report.failed} | {s.name for s in report.skipped}
@@ -248,8 +266,33 @@ class ShellSession:
             self.snapshot(f"checkout {rev}" + (f" --only {','.join(only)}" if only else ""))
         return report
 
+    def unsaved_for(self, target: Commit, only: list[str] | None, merge: bool) -> list[str]:
+        """Names whose current value no snapshot holds that checking ``target`` out would lose.
+
+        Lost: overwritten by the target's value, or (an exact checkout) removed
+        because the session's last snapshot had the name and the target does
+        not. A name is saved when it is unchanged since the session's last
+        snapshot (it holds that snapshot's value).
+        """
+        hidden = shell_names(self.namespace)
+        names = {
+            n for n in self.namespace
+            if isinstance(n, str) and not excluded_by_default(n, hidden)
+            and not isinstance(self.namespace[n], types.ModuleType)
+        }
+        restorable = {e.name for e in target.entries if e.kind != "skipped"}
+        lost = names & (set(only) if only is not None else restorable)
+        known = self.known()
+        if only is None and not merge and known is not None:
+            lost |= names & ({e.name for e in known.snapshot.entries} - restorable)
+        saved = known.unchanged if known is not None else frozenset()
+        return sorted(lost - saved)
+
     def undo(self) -> tuple[str, CheckoutReport]:
         """Restore the state before the last cell that changed something.
+
+        Snapshots that are no longer in the store (pruned by someone else) are
+        passed over, and said so; nothing is used up by an undo that fails.
 
         Raises:
             NothingToUndo: no snapshot of this session to go back to.
@@ -257,17 +300,52 @@ class ShellSession:
         if not self.auto and not self.states:
             raise NothingToUndo("undo needs snapshots of this session: run %stash auto on first")
         self.flush()
-        if self.dirty or self.everything_dirty:
+        gone = self._forget_pruned()
+        note = f" (passed over {gone} snapshots pruned from the store)" if gone else ""
+        if self.dirty or self.everything_dirty:  # a cell ran since (it failed, say)
             if self.base is None or not self.states:
                 raise NothingToUndo("nothing to undo to: no snapshot of this session yet")
-            target = self.states[-1].commit  # a cell ran since (it failed, say)
-            what = "the changes since the last snapshot"
-        else:
-            if len(self.states) < 2:
-                raise NothingToUndo("nothing to undo: this is the first snapshot of this session")
-            undone = self.states.pop()
-            target = self.states[-1].commit
-            what = undone.label
-        report = self.checkout(target.id)
-        self.states.pop()  # checkout added the target, which already is the last state
-        return what, report
+            report = self._go_back_to(self.states[-1].commit)
+            return "the changes since the last snapshot" + note, report
+        if len(self.states) < 2:
+            raise NothingToUndo("nothing to undo: this is the first snapshot of this session")
+        report = self._go_back_to(self.states[-2].commit)
+        undone = self.states.pop()
+        self.undone.append(undone)
+        return undone.label + note, report
+
+    def redo(self) -> tuple[str, CheckoutReport]:
+        """Go forward again to the state the last undo left (until a cell changes something).
+
+        Raises:
+            NothingToUndo: no undo to take back.
+        """
+        self.flush()
+        if not self.undone or self.dirty or self.everything_dirty:
+            raise NothingToUndo("nothing to redo: no undo since the last change")
+        state = self.undone[-1]
+        report = self._go_back_to(state.commit)
+        self.states.append(self.undone.pop())
+        return state.label, report
+
+    def _go_back_to(self, target: Commit) -> CheckoutReport:
+        """Check ``target`` out; it already is the last state of the session's list."""
+        undone = self.undone
+        report = self.checkout(target.id, force=True)  # going back is what undo asks for
+        self.states.pop()  # checkout added the target, which already is in the list
+        self.undone = undone  # checkout counts as a change; going back and forth does not
+        return report
+
+    def _forget_pruned(self) -> int:
+        """Drop the states whose commits are gone from the store; how many."""
+        reader = self.repo.storage.reader
+        kept = []
+        for state in self.states:
+            try:
+                reader.get_commit(state.commit.id, entries=False)
+            except RevisionNotFound:
+                continue
+            kept.append(state)
+        gone = len(self.states) - len(kept)
+        self.states = kept
+        return gone

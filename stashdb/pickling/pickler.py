@@ -16,7 +16,7 @@ placeholder and bound to the namespace being restored into.
 from __future__ import annotations
 
 import copyreg
-import enum
+import functools
 import io
 import pickle
 import sys
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from stashdb.pickling import stored_names
+from stashdb.pickling.definitions import _create_function, is_workspace_defined, reduce_definition
+from stashdb.pickling.references import refers_to
 from stashdb.pickling.stored_names import stored_as
 
 __all__ = [
@@ -77,6 +79,8 @@ class Pickled:
     pickler: str  # "pickle" (C pickler) or "dill"
     parts: list[Any]  # the stream, then each buffer (memoryviews, not copies)
     seconds: float
+    #: Workspace names the stream refers to: the snapshot must hold them for it to restore.
+    refers_to: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
@@ -96,6 +100,11 @@ class WorkspaceRefs:
     module: str
     by_name: dict[int, str]
 
+    @property
+    def modules(self) -> frozenset[str]:
+        """The module names under which workspace definitions are pickled by reference."""
+        return frozenset({self.module, "__main__"})
+
     @classmethod
     def of(cls, namespace: Mapping[str, Any], names: Iterable[str]) -> WorkspaceRefs:
         """The workspace classes and functions among ``names`` of ``namespace``."""
@@ -109,13 +118,6 @@ class WorkspaceRefs:
             ):
                 by_name[id(value)] = name
         return cls(namespace, module, by_name)
-
-
-def is_workspace_defined(value: Any, module: str) -> bool:
-    """Whether ``value`` is a class or function defined in the workspace itself."""
-    if not isinstance(value, (type, types.FunctionType)):
-        return False
-    return getattr(value, "__module__", None) in (module, "__main__")
 
 
 def _live_resource_types() -> tuple[type, ...]:
@@ -146,10 +148,14 @@ def _live_resource_types() -> tuple[type, ...]:
     return tuple(found)
 
 
-def _timed(fn: Callable[[], tuple[str, list[Any]]]) -> Pickled:
+def _timed(
+    fn: Callable[[], tuple[str, list[Any]]], refs: WorkspaceRefs, named: Iterable[str] = ()
+) -> Pickled:
     start = time.perf_counter()
     pickler, parts = fn()
-    return Pickled(pickler, parts, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    # By name: the names dill's pickler referred to, and the workspace globals in the stream.
+    return Pickled(pickler, parts, seconds, refers_to(parts[0], refs.modules) | set(named))
 
 
 def dumps(value: Any, refs: WorkspaceRefs, *, roots: Iterable[str] = ()) -> Pickled:
@@ -170,7 +176,7 @@ def dumps(value: Any, refs: WorkspaceRefs, *, roots: Iterable[str] = ()) -> Pick
     needs_dill = any(id(v) in root_ids for v in members)
     if not needs_dill:
         try:
-            return _timed(lambda: _dumps_c(value))
+            return _timed(lambda: _dumps_c(value), refs)
         except RecursionError as exc:
             raise Unpicklable(f"nesting too deep to pickle ({exc})") from None
         except Exception as first:
@@ -178,7 +184,8 @@ def dumps(value: Any, refs: WorkspaceRefs, *, roots: Iterable[str] = ()) -> Pick
     else:
         c_error = None
     try:
-        return _timed(lambda: _dumps_dill(value, refs, root_ids))
+        named: set[str] = set()
+        return _timed(lambda: _dumps_dill(value, refs, root_ids, named), refs, named)
     except Unpicklable:
         raise
     except RecursionError as exc:
@@ -193,7 +200,7 @@ def dumps_alias(name: str) -> Pickled:
     pickler = pickle.Pickler(stream, protocol=PROTOCOL)
     pickler.persistent_id = lambda obj: ("global", name) if obj is _ALIAS else None  # type: ignore[method-assign]
     pickler.dump(_ALIAS)
-    return Pickled("pickle", [stream.getvalue()], 0.0)
+    return Pickled("pickle", [stream.getvalue()], 0.0, frozenset({name}))
 
 
 _ALIAS = object()
@@ -240,12 +247,13 @@ def _dumps_c(value: Any) -> tuple[str, list[Any]]:
     return "pickle", [out.getbuffer(), *buffers]
 
 
-def _dumps_dill(value: Any, refs: WorkspaceRefs, root_ids: set[int]) -> tuple[str, list[Any]]:
+def _dumps_dill(
+    value: Any, refs: WorkspaceRefs, root_ids: set[int], named: set[str]
+) -> tuple[str, list[Any]]:
     import dill
 
     resources = _live_resource_types()
     namespace = refs.namespace
-    namespace_is_module_dict = _is_module_dict(namespace)
 
     class WorkspacePickler(dill.Pickler):
         def persistent_id(self, obj: Any) -> Any:
@@ -253,25 +261,20 @@ def _dumps_dill(value: Any, refs: WorkspaceRefs, root_ids: set[int]) -> tuple[st
                 return ("ns",)
             name = refs.by_name.get(id(obj))
             if name is not None and id(obj) not in root_ids:
+                named.add(name)
                 return ("global", name)
             return None
 
         def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, functools.cached_property):
+                return reduce_definition(obj, False, namespace)  # before its lock is met
             if isinstance(obj, resources):
                 raise Unpicklable(
                     f"cannot pickle {type(obj).__name__!r} object: a live resource of this "
                     "process (lock, file, socket, thread, generator, connection …) "
                     "cannot be restored elsewhere"
                 )
-            if isinstance(obj, enum.EnumMeta) and id(obj) in root_ids:
-                return _reduce_enum_class(obj)
-            if (
-                not namespace_is_module_dict
-                and type(obj) is types.FunctionType
-                and obj.__globals__ is namespace
-            ):
-                return _reduce_function(obj)
-            return NotImplemented
+            return reduce_definition(obj, id(obj) in root_ids, namespace)
 
     buffers: list[Any] = []
     stream = io.BytesIO()
@@ -279,73 +282,6 @@ def _dumps_dill(value: Any, refs: WorkspaceRefs, root_ids: set[int]) -> tuple[st
         value
     )
     return "dill", [stream.getvalue(), *buffers]
-
-
-def _is_module_dict(namespace: Mapping[str, Any]) -> bool:
-    module = sys.modules.get(str(namespace.get("__name__", "")))
-    return module is not None and getattr(module, "__dict__", None) is namespace
-
-
-def _reduce_function(fn: types.FunctionType) -> Any:
-    # dill copies the globals of a function whose namespace is a plain dict (not
-    # a module's); this keeps them the live namespace ("ns" placeholder) instead.
-    state = {
-        "__qualname__": fn.__qualname__,
-        "__module__": fn.__module__,
-        "__doc__": fn.__doc__,
-        "__kwdefaults__": fn.__kwdefaults__,
-        "__annotations__": fn.__annotations__,
-        "__dict__": fn.__dict__,
-    }
-    args = (fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    return (_create_function, args, state, None, None, _set_function_state)
-
-
-@stored_as("stashdb.serialize")
-def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
-    for key, value in state.items():
-        if key == "__dict__":
-            fn.__dict__.update(value)
-        else:
-            setattr(fn, key, value)
-
-
-def _reduce_enum_class(cls: enum.EnumMeta) -> Any:
-    # dill cannot store an Enum class defined in __main__ (its members refer back
-    # to the class, and dill falls back to a by-name reference that a fresh
-    # process cannot resolve). Rebuild it from its members and its own body.
-    metaclass = type(cls)
-    bases = cls.__bases__
-    probe = metaclass("_probe", bases, metaclass.__prepare__("_probe", bases))
-    internal = set(vars(probe)) - {"__doc__", "__module__", "__qualname__"}
-    by_name: Mapping[str, Any] = cls.__members__
-    members = [(name, member._value_) for name, member in by_name.items()]
-    body = {
-        key: value
-        for key, value in vars(cls).items()
-        if key not in internal and key not in cls.__members__
-    }
-    return (_make_enum, (metaclass, cls.__name__, bases, members, body))
-
-
-@stored_as("stashdb.serialize")
-def _make_enum(
-    metaclass: type,
-    name: str,
-    bases: tuple[type, ...],
-    members: list[tuple[str, Any]],
-    body: dict[str, Any],
-) -> Any:
-    """Rebuild an Enum class stored by `_reduce_enum_class` (part of the stored format)."""
-    namespace = metaclass.__prepare__(name, bases)
-    for key, value in members:
-        namespace[key] = value
-    for key, value in body.items():
-        namespace[key] = value
-    return metaclass(name, bases, namespace)
-
-
-# -- loading -----------------------------------------------------------------
 
 
 class _WorkspaceUnpickler(pickle.Unpickler):
@@ -394,29 +330,6 @@ class _WorkspaceUnpickler(pickle.Unpickler):
         if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "global":
             return self._resolve(pid[1])
         raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
-
-
-@stored_as("stashdb.serialize")
-def _create_function(
-    fcode: types.CodeType,
-    fglobals: dict[str, Any],
-    fname: str | None = None,
-    fdefaults: tuple[Any, ...] | None = None,
-    fclosure: tuple[Any, ...] | None = None,
-    fdict: dict[str, Any] | None = None,
-    fkwdefaults: dict[str, Any] | None = None,
-) -> types.FunctionType:
-    """dill's `_create_function`, except that an empty globals dict is kept.
-
-    dill replaces an empty globals dict by a new one (``fglobals or dict()``), so a
-    function restored into an empty namespace would not see that namespace.
-    """
-    func = types.FunctionType(fcode, fglobals, fname, fdefaults, fclosure)
-    if fdict is not None:
-        func.__dict__.update(fdict)
-    if fkwdefaults is not None:
-        func.__kwdefaults__ = fkwdefaults
-    return func
 
 
 def loads(

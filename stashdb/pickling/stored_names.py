@@ -20,12 +20,14 @@ lived in when they were stored. `moved` finds where the classes of stashdb
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["find", "moved", "stored_as"]
+__all__ = ["StoredModules", "find", "moved", "stored_as"]
 
 #: Stored module name -> the module that defines its callables now.
 _DEFINED_IN = {
@@ -99,3 +101,33 @@ def moved(module: str, name: str) -> Any | None:
         if found is not None:
             return found
     return None
+
+
+class StoredModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import stashdb.serialize`` (and ``stashdb.reducers``) work in any process.
+
+    So a stored pickle loads with plain ``pickle.load`` wherever stashdb is
+    installed (``stashdb show REV:NAME --to FILE`` writes such files).
+    Installed by ``import stashdb``; imports what defines the names only when
+    one of the two modules is asked for.
+    """
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        """A spec for the stored modules; None for every other module."""
+        if fullname not in _DEFINED_IN:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        """The stored module, made by importing the module that defines its names."""
+        importlib.import_module(_DEFINED_IN[spec.name])
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Nothing to run: the names are in it already."""
+
+    @classmethod
+    def install(cls) -> None:
+        """Put the finder on ``sys.meta_path`` (once)."""
+        if not any(isinstance(f, cls) for f in sys.meta_path):
+            sys.meta_path.append(cls())

@@ -239,6 +239,46 @@ class CommitWriter:
             with self._database.write() as conn:
                 insert_if_absent(conn, schema.damaged, rows)
 
+    def rename_branch(self, old: str, new: str) -> Ref:
+        """Give branch ``old`` the name ``new``; HEAD follows it if it was the current one.
+
+        Raises:
+            RefNotFound: no branch ``old``. RefExists: ``new`` is taken.
+            InvalidRefName: ``new`` cannot be a ref.
+        """
+        check_name(new)
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            ref = queries.find_ref(sql, old)
+            if ref is None or ref.kind != "branch":
+                raise RefNotFound("branch", old)
+            taken = queries.find_ref(sql, new)
+            if taken is not None:
+                raise RefExists(taken.kind, new, taken.commit_id)
+            conn.execute(update(schema.refs).where(schema.refs.c.name == old).values(name=new))
+            if queries.head(sql) == old:
+                conn.execute(
+                    update(schema.meta).where(schema.meta.c.key == "HEAD").values(value=new)
+                )
+            return Ref(new, "branch", ref.commit_id, ref.message, ref.time)
+
+    def reset_branch(self, branch: str, rev: Rev) -> tuple[Ref, str]:
+        """Point ``branch`` at ``rev``; the branch and the commit it pointed at before.
+
+        Raises:
+            RefNotFound: no such branch. RevisionNotFound: ``rev`` names nothing.
+        """
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            ref = queries.find_ref(sql, branch)
+            if ref is None or ref.kind != "branch":
+                raise RefNotFound("branch", branch)
+            target = queries.resolve(sql, rev)
+            now = time.time()
+            conn.execute(update(schema.refs).where(schema.refs.c.name == branch)
+                         .values(commit_id=target, time=now))
+            return Ref(branch, "branch", target, ref.message, now), ref.commit_id
+
     def set_head(self, branch: str) -> None:
         """Make ``branch`` the current branch."""
         with self._database.write() as conn:

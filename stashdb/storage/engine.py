@@ -274,6 +274,10 @@ def open_database(
         UnsupportedFormat: the store was written by a newer stashdb.
         DriverMissing: the URL's database driver is not installed.
     """
+    missing = _missing_sqlite_file(url)
+    if missing is not None and not create:
+        # Opening it would create an empty file where the user perhaps mistyped a path.
+        raise NotAStore(location or missing, "no such file")
     database = connect(url, location=location, lock_timeout=lock_timeout)
     engine = database.engine
     try:
@@ -306,6 +310,20 @@ def open_database(
             raise StoreLocked(database.location, database.lock_timeout) from None
         raise NotAStore(safe_url(url), _first_line(exc.orig or exc)) from exc
     return database
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL's file when that file does not exist; None otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or parsed.query.get("uri"):
+        return None  # a URI filename: sqlite decides
+    return None if Path(database).exists() else database
 
 
 def _first_line(exc: BaseException) -> str:

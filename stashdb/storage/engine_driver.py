@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
+from stashdb.errors import StoreDamaged
 from stashdb.storage.engine import Database
 
 __all__ = ["EngineDriver", "EngineSQL"]
@@ -38,9 +40,18 @@ class EngineDriver:
 
     @contextmanager
     def transaction(self) -> Iterator[EngineSQL]:
-        """One read transaction (a consistent view of the store)."""
-        with self.database.read() as conn:
-            yield EngineSQL(conn)
+        """One read transaction (a consistent view of the store).
+
+        Raises:
+            StoreDamaged: a query failed on the store's own tables (one is gone, say).
+        """
+        try:
+            with self.database.read() as conn:
+                yield EngineSQL(conn)
+        except DBAPIError as exc:
+            lines = str(exc.orig or exc).strip().splitlines()
+            detail = lines[0] if lines else type(exc).__name__
+            raise StoreDamaged(f"{self.database.location}: {detail}") from None
 
     def close(self) -> None:
         """Nothing to release of its own: the engine is the store's."""

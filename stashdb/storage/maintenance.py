@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, func, select
 
-from stashdb.errors import InvalidArguments, RefNotFound
+from stashdb.errors import InvalidArguments, RefNotFound, StoreDamaged
 from stashdb.storage import graph, queries, schema
 from stashdb.storage.chunking import verify_chunk
 from stashdb.storage.engine import Database
@@ -29,9 +29,12 @@ __all__ = [
     "GcReport",
     "Problem",
     "PruneReport",
+    "RepairReport",
     "VerifyReport",
+    "damage_of",
     "gc",
     "prune",
+    "repair",
     "verify",
 ]
 
@@ -40,11 +43,13 @@ __all__ = [
 class Problem:
     """One thing wrong with a store, and what it breaks."""
 
-    #: "missing commit", "missing parent", "missing object", "missing chunk", "damaged chunk"
+    #: "missing commit", "missing parent", "history cycle", "damaged row",
+    #: "missing object", "missing chunk", "damaged chunk"
     kind: str
     id: str  # the commit, object or chunk (hex)
     detail: str
     affects: tuple[tuple[str, str], ...] = ()  # (commit id, variable name) pairs it breaks
+    objects: tuple[str, ...] = ()  # a chunk's problem: the objects that need the chunk (hex)
 
     def __str__(self) -> str:
         where = ""
@@ -67,6 +72,8 @@ class VerifyReport:
     chunks: int = 0
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    #: With ``verify(repair=True)``: what was dropped.
+    repaired: RepairReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,7 +88,10 @@ class VerifyReport:
         if self.ok:
             return f"{head}\nok: everything is sound"
         count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}:"
-        return "\n".join([head, count, *map(str, self.problems)])
+        lines = [head, count, *map(str, self.problems)]
+        if self.repaired is not None:
+            lines.append(str(self.repaired))
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -98,13 +108,15 @@ class GcReport:
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What `prune` dropped, and what collecting afterwards freed."""
+    """What `prune` dropped, and what collecting afterwards freed (or would, a dry run)."""
 
     commits: tuple[str, ...]
     gc: GcReport
+    dry_run: bool = False
 
     def __str__(self) -> str:
-        return f"dropped {len(self.commits)} commits; {self.gc}"
+        done = f"dropped {len(self.commits)} commits; {self.gc}"
+        return f"would have {done} (dry run: nothing changed)" if self.dry_run else done
 
 
 # -- verify -------------------------------------------------------------------------
@@ -119,6 +131,7 @@ def verify(reader: Reader) -> VerifyReport:
     report = VerifyReport()
     with reader.transaction() as sql:
         reachable = _check_graph(sql, report)
+        _check_rows(sql, reachable, report)
         users = _objects_of(sql, reachable)
         report.objects = len(users)
         chunk_users = _chunks_of(sql, users, report)
@@ -157,6 +170,23 @@ def _check_graph(sql: queries.SQL, report: VerifyReport) -> list[str]:
     found = [c for c in reachable if c in existing]
     report.commits = len(found)
     return found
+
+
+def _check_rows(sql: queries.SQL, commits: list[str], report: VerifyReport) -> None:
+    """Every commit row and manifest reads as what stashdb writes (no crafted columns)."""
+    for batch in queries.batches(sorted(commits)):
+        try:
+            queries.load_commits(sql, batch)
+            continue
+        except StoreDamaged:
+            pass
+        for commit_id in batch:  # which ones
+            try:
+                queries.load_commits(sql, [commit_id])
+            except StoreDamaged as exc:
+                report.problems.append(
+                    Problem("damaged row", commit_id, exc.what, ((commit_id, ""),))
+                )
 
 
 def _objects_of(sql: queries.SQL, commits: list[str]) -> dict[bytes, list[tuple[str, str]]]:
@@ -210,12 +240,14 @@ def _check_chunks(
             report.problems.append(
                 Problem("damaged chunk", chunk.hex(),
                         f"its bytes hash to {(damage.got or '')[:16]}",
-                        _affected(chunk_users[chunk], users))
+                        _affected(chunk_users[chunk], users),
+                        tuple(sorted(o.hex() for o in chunk_users[chunk])))
             )
     for chunk, objects in chunk_users.items():
         if chunk not in seen:
             report.problems.append(
-                Problem("missing chunk", chunk.hex(), "no such chunk", _affected(objects, users))
+                Problem("missing chunk", chunk.hex(), "no such chunk", _affected(objects, users),
+                        tuple(sorted(o.hex() for o in objects)))
             )
 
 
@@ -223,6 +255,57 @@ def _affected(
     objects: Iterable[bytes], users: dict[bytes, list[tuple[str, str]]]
 ) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({where for o in objects for where in users.get(o, [])}))
+
+
+def damage_of(report: VerifyReport) -> tuple[set[bytes], set[bytes]]:
+    """The chunks found damaged, and the objects that need a missing or damaged chunk."""
+    chunks = {bytes.fromhex(p.id) for p in report.problems if p.kind == "damaged chunk"}
+    objects = {
+        bytes.fromhex(o)
+        for p in report.problems if p.kind in ("damaged chunk", "missing chunk")
+        for o in p.objects
+    }
+    return chunks, objects
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What `repair` dropped: rows that could never be read back."""
+
+    chunks: int
+    objects: int
+
+    def __str__(self) -> str:
+        if not self.chunks and not self.objects:
+            return "repaired: nothing to drop"
+        return (
+            f"repaired: dropped {self.chunks} damaged chunks and {self.objects} objects that "
+            "needed a missing or damaged chunk; commit those values again to store them anew"
+        )
+
+
+def repair(database: Database, report: VerifyReport) -> RepairReport:
+    """Drop what ``report`` found unreadable: damaged chunks, and objects missing a chunk.
+
+    The store then holds nothing it cannot read back: the commits that used
+    them say "missing object" (as `verify` will), and the next commit of the
+    same values writes them anew, which makes those commits whole again (ids
+    are content addresses).
+    """
+    chunks, objects = damage_of(report)
+    ch, ob, oc, dm = schema.chunks.c, schema.objects.c, schema.object_chunks.c, schema.damaged.c
+    dropped_chunks = dropped_objects = 0
+    with database.write() as conn:
+        for batch in queries.batches(sorted(chunks)):
+            dropped_chunks += conn.execute(delete(schema.chunks).where(ch.id.in_(batch))).rowcount
+        for batch in queries.batches(sorted(objects)):
+            conn.execute(delete(schema.object_chunks).where(oc.object_id.in_(batch)))
+            dropped_objects += conn.execute(
+                delete(schema.objects).where(ob.id.in_(batch))
+            ).rowcount
+        for batch in queries.batches(sorted(chunks | objects)):
+            conn.execute(delete(schema.damaged).where(dm.id.in_(batch)))  # absent now: plain
+    return RepairReport(int(dropped_chunks or 0), int(dropped_objects or 0))
 
 
 # -- gc ----------------------------------------------------------------------------------
@@ -270,6 +353,11 @@ def _collect(
         select(func.count(), func.coalesce(func.sum(func.length(ch.data)), 0)).where(orphan)
     ).one()
     conn.execute(delete(schema.chunks).where(orphan))
+    # Damage marks of rows that are gone mean nothing any more.
+    dm = schema.damaged.c
+    conn.execute(delete(schema.damaged).where(
+        dm.id.not_in(select(ch.id)), dm.id.not_in(select(ob.id))
+    ))
     return GcReport(objects=int(dead_objects or 0), chunks=int(chunks), bytes=int(size))
 
 
@@ -283,6 +371,7 @@ def prune(
     keep_last: int | None = None,
     keep_days: float | None = None,
     grace: float | None = None,
+    dry_run: bool = False,
 ) -> PruneReport:
     """Drop the old commits of ``branch``, then collect what they alone held (see `gc`).
 
@@ -290,7 +379,8 @@ def prune(
     newest ``keep_last``, those younger than ``keep_days``, tagged commits,
     branch heads, and the commits other branches start from. A kept commit
     whose parent is dropped is re-linked to its nearest kept ancestor, so the
-    history of this branch, and of branches forked from it, stays whole.
+    history of this branch, and of branches forked from it, stays whole. With
+    ``dry_run``, the transaction rolls back: the report says what would go.
 
     Raises:
         InvalidArguments: neither ``keep_last`` nor ``keep_days`` given, or a negative one.
@@ -318,7 +408,9 @@ def prune(
         dropped = [commit_id for commit_id in chain if commit_id not in keep]
         released = _drop(conn, dropped)
         freed = _collect(conn, time.time() - _grace(grace), released)
-    return PruneReport(tuple(dropped), freed)
+        if dry_run:
+            conn.rollback()  # what it would do, counted by doing it: then undone
+    return PruneReport(tuple(dropped), freed, dry_run=dry_run)
 
 
 def _to_keep(

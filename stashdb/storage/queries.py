@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 
-from stashdb.errors import RevisionNotFound
+from stashdb.errors import RevisionNotFound, StoreDamaged
 from stashdb.model import Commit, Entry, Ref, Rev, StoreStats, link_groups
 from stashdb.storage import revs
 from stashdb.storage.chunking import ChunkPlace, Objects, assemble
@@ -88,50 +88,107 @@ def in_list(column: str, values: Sequence[Any], prefix: str = "p") -> tuple[str,
 def commit_from_row(
     row: Any, parent_ids: Sequence[str], entries: Sequence[Entry], tags: Iterable[str]
 ) -> Commit:
-    """A `Commit` from a ``commits`` row."""
+    """A `Commit` from a ``commits`` row.
+
+    Raises:
+        StoreDamaged: a column holds what no stashdb writes (a damaged or crafted store).
+    """
+    where = f"commit {str(row.id)[:16]!r}"
     return Commit(
-        id=row.id,
-        message=row.message,
+        id=_text(row.id, where, "id"),
+        message=_text(row.message, where, "message"),
         parents=tuple(parent_ids),
-        time=datetime.fromtimestamp(row.time, tz=timezone.utc),
-        branch=row.branch,
-        workspace=row.workspace,
-        user=row.user,
-        host=row.host,
-        python=row.python,
-        dill=row.dill,
-        packages=json.loads(row.packages),
-        chunks_written=row.chunks_written,
-        bytes_written=row.bytes_written,
+        time=_time(row.time, where),
+        branch=_text(row.branch, where, "branch"),
+        workspace=_text(row.workspace, where, "workspace"),
+        user=_text(row.user, where, "user"),
+        host=_text(row.host, where, "host"),
+        python=_text(row.python, where, "python"),
+        dill=_text(row.dill, where, "dill"),
+        packages=_packages(row.packages, where),
+        chunks_written=_number(row.chunks_written, where, "chunks_written"),
+        bytes_written=_number(row.bytes_written, where, "bytes_written"),
         entries=tuple(entries),
         tags=tuple(sorted(tags)),
     )
 
 
 def entries_from_rows(rows: Iterable[Any]) -> list[Entry]:
-    """The entries of one commit's ``entries`` rows, sorted by name, group members linked."""
-    entries = [
-        Entry(
-            name=r.name,
-            kind=r.kind,
-            status=r.status,
-            type_name=r.type_name,
-            size=r.size,
-            stored_size=r.stored_size,
-            seconds=r.seconds,
-            preview=r.preview,
-            shape=r.shape,
-            literal=r.literal,
-            reason=r.reason,
-            module=r.module,
-            version=r.version,
-            object_id=bytes(r.object_id).hex() if r.object_id is not None else None,
-            slot=r.slot,
-            value_hash=r.value_hash,
-        )
-        for r in rows
-    ]
+    """The entries of one commit's ``entries`` rows, sorted by name, group members linked.
+
+    Raises:
+        StoreDamaged: a column holds what no stashdb writes.
+    """
+    entries = []
+    for r in rows:
+        where = f"entry {str(r.name)[:40]!r} of commit {str(r.commit_id)[:16]!r}"
+        object_id = r.object_id
+        if object_id is not None and not isinstance(object_id, (bytes, bytearray, memoryview)):
+            raise StoreDamaged(f"{where}: its object_id is {object_id!r}, not bytes")
+        entries.append(Entry(
+            name=_text(r.name, where, "name"),
+            kind=_one_of(r.kind, ("value", "module", "skipped"), where, "kind"),
+            status=_one_of(r.status, ("stored", "reused", "skipped"), where, "status"),
+            type_name=_text(r.type_name, where, "type_name"),
+            size=_number(r.size, where, "size"),
+            stored_size=_number(r.stored_size, where, "stored_size"),
+            seconds=float(_number(r.seconds, where, "seconds", real=True)),
+            preview=_text(r.preview, where, "preview"),
+            shape=_text(r.shape, where, "shape", optional=True),
+            literal=_text(r.literal, where, "literal", optional=True),
+            reason=_text(r.reason, where, "reason", optional=True),
+            module=_text(r.module, where, "module", optional=True),
+            version=_text(r.version, where, "version", optional=True),
+            object_id=bytes(object_id).hex() if object_id is not None else None,
+            slot=_number(r.slot, where, "slot") if r.slot is not None else None,
+            value_hash=_text(r.value_hash, where, "value_hash", optional=True),
+        ))
     return link_groups(sorted(entries, key=lambda e: e.name))
+
+
+def _text(value: Any, where: str, column: str, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise StoreDamaged(f"{where}: its {column} is {_shown(value)}, not text")
+    return value
+
+
+def _number(value: Any, where: str, column: str, *, real: bool = False) -> Any:
+    kinds = (int, float) if real else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise StoreDamaged(f"{where}: its {column} is {_shown(value)}, not a number")
+    return value
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], where: str, column: str) -> str:
+    if value not in allowed:
+        raise StoreDamaged(f"{where}: its {column} is {_shown(value)}, not one of {allowed}")
+    return str(value)
+
+
+def _time(value: Any, where: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(_number(value, where, "time", real=True), tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise StoreDamaged(f"{where}: its time is {_shown(value)}, not a date") from None
+
+
+def _packages(value: Any, where: str) -> dict[str, str]:
+    try:
+        packages = json.loads(_text(value, where, "packages"))
+    except ValueError:
+        packages = None
+    if not isinstance(packages, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in packages.items()
+    ):
+        raise StoreDamaged(f"{where}: its packages are {_shown(value)}, not a JSON object")
+    return packages
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _ref(row: Any) -> Ref:

@@ -103,19 +103,34 @@ class Reader:
             return queries.load_commits(sql, [queries.resolve(sql, rev)])[0]
 
     def log(
-        self, *, branch: str | None = None, limit: int | None = None, all: bool = False
+        self,
+        *,
+        branch: str | None = None,
+        limit: int | None = None,
+        all: bool = False,
+        revs: str | None = None,
     ) -> list[Commit]:
         """Commits reachable from a branch (default: HEAD's) or every ref; newest first.
 
+        ``revs``: ``A..B`` (what B has that A has not), or one rev (what it reaches).
+
         Raises:
             RefNotFound: ``branch`` is not a branch.
+            RevisionNotFound, AmbiguousRevision: a rev of ``revs`` names no single commit.
         """
         with self.transaction() as sql:
-            if all:
+            edges = queries.edges(sql)
+            excluded: set[str] = set()
+            if revs is not None:
+                since, dots, until = revs.partition("..")
+                if dots:
+                    excluded = set(graph.reachable(edges, [queries.resolve(sql, since or "HEAD")]))
+                starts = [queries.resolve(sql, (until if dots else since) or "HEAD")]
+            elif all:
                 starts = [r.commit_id for r in queries.list_refs(sql)]
             else:
                 starts = [tip] if (tip := _tip(sql, branch)) else []
-            ids = graph.reachable(queries.edges(sql), starts)
+            ids = [c for c in graph.reachable(edges, starts) if c not in excluded]
             commits = queries.load_commits(sql, ids, entries=False)
         commits.sort(key=lambda commit: (commit.time, commit.id), reverse=True)
         return commits[:limit] if limit is not None else commits

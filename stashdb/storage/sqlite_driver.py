@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from stashdb.errors import StoreLocked
+from stashdb.errors import StoreDamaged, StoreLocked
 from stashdb.storage.format import FORMAT_VERSION, SCHEMA_REVISIONS
 
 __all__ = ["SQLiteDriver", "sqlite_path", "sqlite_url"]
@@ -149,7 +149,9 @@ class SQLiteDriver:
             except sqlite3.OperationalError as exc:
                 if is_lock_timeout(exc):
                     raise StoreLocked(str(self.path), time.monotonic() - started) from None
-                raise
+                raise StoreDamaged(f"{self.path}: {exc}") from None  # a table gone, say
+            except sqlite3.DatabaseError as exc:
+                raise StoreDamaged(f"{self.path}: {exc}") from None
             finally:
                 conn.execute("COMMIT")
 

@@ -19,7 +19,7 @@ from stashdb.storage.sqlite_driver import SQLiteDriver, sqlite_path
 if TYPE_CHECKING:
     from stashdb.storage.commits import CommitWriter
     from stashdb.storage.engine import Database
-    from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
+    from stashdb.storage.maintenance import GcReport, PruneReport, RepairReport, VerifyReport
     from stashdb.storage.objects import ObjectWriter
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "Store"]
@@ -145,6 +145,12 @@ class Store:
 
         return maintenance.verify(self.reader)
 
+    def repair(self, report: VerifyReport) -> RepairReport:
+        """See `stashdb.storage.maintenance.repair`."""
+        from stashdb.storage import maintenance
+
+        return maintenance.repair(self.database, report)
+
     def gc(self, *, grace: float | None = None) -> GcReport:
         """See `stashdb.storage.maintenance.gc`."""
         from stashdb.storage import maintenance
@@ -158,12 +164,14 @@ class Store:
         keep_last: int | None = None,
         keep_days: float | None = None,
         grace: float | None = None,
+        dry_run: bool = False,
     ) -> PruneReport:
         """See `stashdb.storage.maintenance.prune`."""
         from stashdb.storage import maintenance
 
         return maintenance.prune(
-            self.database, branch, keep_last=keep_last, keep_days=keep_days, grace=grace
+            self.database, branch, keep_last=keep_last, keep_days=keep_days, grace=grace,
+            dry_run=dry_run,
         )
 
     def check_writable(self) -> None:

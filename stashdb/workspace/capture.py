@@ -103,6 +103,9 @@ class _Capturer:
         self.result = Capture()
         self._batch: list[tuple[list[str], list[Any], Pickled]] = []
         self._batch_bytes = 0
+        #: What was stored, for the round-trip check: names, their values, the workspace
+        #: names their pickle refers to (not the pickle: memory stays bounded).
+        self._made: list[tuple[list[str], list[Any], frozenset[str]]] = []
 
     def run(self) -> Capture:
         refs, entries = self.refs, self.result.entries
@@ -148,6 +151,7 @@ class _Capturer:
             total = max(total, done)
             self.progress(done, total)
         self._flush()
+        self._keep_only_restorable()
 
         for entry in entries:
             if entry.kind != "skipped":
@@ -158,8 +162,41 @@ class _Capturer:
     def store(self, names: list[str], values: list[Any], packed: Pickled) -> None:
         """Queue a pickled value (or group) for the store; written in batches."""
         self._batch.append((names, values, packed))
+        self._made.append((names, values, packed.refers_to))
         self._batch_bytes += packed.size
         if len(self._batch) >= _BATCH_OBJECTS or self._batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _keep_only_restorable(self) -> None:
+        """Entries that could not come back are skipped with the reason, not stored as fine.
+
+        Such a value refers to a workspace name this snapshot cannot hold (a
+        class that could not be stored), or is stored as nothing but a
+        reference to its own name (no other process would find it there). A
+        group with one is stored again member by member. Repeated until no
+        skip makes another entry unrestorable.
+        """
+        module = self.refs.module
+        while True:
+            skipped = {e.name: e.reason or "" for e in self.result.entries if e.kind == "skipped"}
+            bad = [
+                (names, values, why) for names, values, refers_to in self._made
+                if names[0] not in skipped
+                and (why := _why_not_restorable(names, refers_to, skipped, module))
+            ]
+            if not bad:
+                return
+            for names, values, why in bad:
+                self._made = [m for m in self._made if m[0] is not names]
+                self.result.entries = [e for e in self.result.entries if e.name not in names]
+                if len(names) == 1:
+                    self.result.entries.append(_skipped(names[0], values[0], why))
+                    continue
+                for name, value in zip(names, values):  # one may need it, another not
+                    try:
+                        self.store([name], [value], dumps(value, self.refs, roots=[name]))
+                    except Unpicklable as exc:
+                        self.result.entries.append(_skipped(name, value, exc.reason))
             self._flush()
 
     def _flush(self) -> None:
@@ -206,6 +243,21 @@ class _Capturer:
                     group=tuple(n for n in names if n != name) if grouped else (),
                 )
             )
+
+
+def _why_not_restorable(
+    names: list[str], refers_to: frozenset[str], skipped: dict[str, str], module: str
+) -> str | None:
+    """Why a stored object could not come back, or None when nothing says so."""
+    for name in sorted(refers_to):
+        if name in names:
+            return (
+                f"it is stored as a reference to {module}.{name}, itself: no other process "
+                "would find it there"
+            )
+        if name in skipped:
+            return f"it needs {module}.{name}, which could not be stored ({skipped[name]})"
+    return None
 
 
 def size_hint(value: Any) -> int:

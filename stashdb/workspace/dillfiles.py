@@ -7,14 +7,13 @@ the pickles in it, like loading it with dill would: only read files you trust.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
 
 from stashdb.errors import ExportError, NotASessionFile
+from stashdb.workspace.files import write_atomically
 
 __all__ = ["read_session", "write_module"]
 
@@ -65,10 +64,7 @@ def write_module(path: str | Path, module: types.ModuleType) -> None:
 
     import dill
 
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    os.close(handle)
-    try:
+    def dump(temporary: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", dill.PicklingWarning)
             try:
@@ -78,14 +74,5 @@ def write_module(path: str | Path, module: types.ModuleType) -> None:
                     str(path), f"dill.load_module could not read it back ({exc}); restore fewer "
                     "names, or read them with stashdb.at() instead"
                 ) from None
-        # mkstemp made it private; give it the mode a new file (or the old one) has.
-        os.chmod(temporary, target.stat().st_mode if target.exists() else _new_file_mode())
-        os.replace(temporary, target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
-
-def _new_file_mode() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+    write_atomically(path, dump)

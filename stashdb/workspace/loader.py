@@ -72,6 +72,8 @@ class Loader:
         self._in_flight: set[str] = set()
         self._closed = False
         self._loading: set[str] = set()
+        #: Names restored only because a restored value refers to them (its class).
+        self.needed: set[str] = set()
 
     def load(self, name: str) -> Any:
         """The value of ``name`` in the snapshot.
@@ -219,6 +221,7 @@ class Loader:
             return self._namespace[name]
         entry = self._entries.get(name)
         if entry is not None and entry.kind != "skipped":
+            self.needed.add(name)
             return self.load(name)
         if name in self._namespace:
             return self._namespace[name]

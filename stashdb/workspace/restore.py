@@ -5,9 +5,13 @@ the IPython extension's ``%stash checkout`` and undo, sessions): it applies the
 entries of one commit to a namespace and says what it did in a
 `CheckoutReport`.
 
-- **exact** (the default): the namespace is made equal to the snapshot. Names
-  it lacks are removed, except default-excluded names (``_``-prefixed,
-  IPython's own) and names the snapshot skipped.
+- **exact** (the default): every name of the snapshot is restored, and the
+  names the namespace's *current* snapshot held (``tracked``: they were
+  committed) but this one lacks are removed, as git removes the files of the
+  commit you leave. Never removed: names no snapshot held (git's untracked
+  files: a value nobody saved), modules (a script's own ``import stashdb``),
+  default-excluded names (``_``-prefixed, IPython's own), and names the
+  snapshot skipped.
 - **merge**: the snapshot's names are restored; every other name stays.
 - **only**: just those names are restored; nothing else is touched.
 
@@ -24,6 +28,7 @@ brought back from the last snapshot.
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Collection, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +63,7 @@ def restore(
     only: Iterable[str] | None = None,
     merge: bool = False,
     known: KnownState | None = None,
+    tracked: Collection[str] = (),
     progress: Progress | None = None,
 ) -> CheckoutReport:
     """Apply snapshot ``commit`` to ``namespace``, reading its values from ``source``.
@@ -70,6 +76,8 @@ def restore(
             before anything changes); None: every name.
         merge: keep names the snapshot does not hold (ignored with ``only``).
         known: what the caller knows of the namespace (see `KnownState`).
+        tracked: for an exact checkout, the names the namespace's current
+            snapshot holds: those the target lacks are removed.
         progress: called as ``progress(done_bytes, total_bytes)``.
 
     Raises:
@@ -80,9 +88,10 @@ def restore(
     keep = _already_there(known, commit, wanted, namespace) if known is not None else set()
     released = _release(known, in_snapshot, wanted, keep, namespace) if known is not None else []
     try:
-        report = _apply(source, commit, namespace, wanted, keep, progress, exact=(
-            only is None and not merge
-        ), partial=only is not None)
+        drop = set(tracked) if only is None and not merge else None
+        report = _apply(
+            source, commit, namespace, wanted, keep, progress, drop=drop, partial=only is not None
+        )
     finally:
         # Not restored (it failed, or the checkout was interrupted): the old
         # values come back from the snapshot that holds them.
@@ -154,7 +163,7 @@ def _apply(
     keep: Collection[str],
     progress: Progress | None,
     *,
-    exact: bool,
+    drop: set[str] | None,
     partial: bool,
 ) -> CheckoutReport:
     report = CheckoutReport(commit, kept=sorted(keep))
@@ -173,17 +182,22 @@ def _apply(
         restored = _load_all(loader, to_read, in_snapshot, report, progress)
     finally:
         loader.close()
+    # What restored values need and the namespace lacks comes along (`p` without its
+    # class `Point` would have methods that cannot find `Point`), as at() gives it.
+    needed = {n: loader.load(n) for n in sorted(loader.needed - set(restored) - set(namespace))}
+    report.needed = sorted(needed)
     report.skipped.sort(key=lambda s: s.name)
     report.failed.sort(key=lambda f: f.name)
     report.warnings[:0] = version_warnings(commit)  # after: it checks dill only if used
-    if exact:
+    if drop is not None:
         hidden = shell_names(namespace)
-        extra = [n for n in namespace if isinstance(n, str) and n not in in_snapshot]
-        for name in extra:
-            if not excluded_by_default(name, hidden):
+        for name in [n for n in namespace if n in drop and n not in in_snapshot]:
+            value = namespace[name]
+            if not excluded_by_default(name, hidden) and not isinstance(value, types.ModuleType):
                 del namespace[name]
                 report.removed.append(name)
     namespace.update(restored)
+    namespace.update(needed)
     report.restored = sorted(restored)
     return report
 

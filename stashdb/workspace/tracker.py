@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import sys
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +27,11 @@ __all__ = ["CellTracker", "names_in_code", "reachable_names"]
 
 #: Magics whose code argument is Python we can read (``%time x = f()``, ``%%timeit``).
 _CODE_MAGICS = frozenset({"time", "timeit", "prun"})
+#: Names through which code reaches variables it does not name (``exec("x.append(1)")``,
+#: ``globals()["x"]``, ``sys.modules["__main__"].x``): code that uses them could
+#: change anything, so the next snapshot captures everything.
+DYNAMIC = frozenset({"exec", "eval", "compile", "globals", "vars", "locals", "__import__"})
+_DYNAMIC_ATTRIBUTES = frozenset({"__dict__", "f_globals", "f_locals", "modules", "user_ns"})
 
 
 def names_in_code(code: str) -> set[str] | None:
@@ -41,7 +47,11 @@ def names_in_code(code: str) -> set[str] | None:
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
+            if node.id in DYNAMIC:
+                return None
             names.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in _DYNAMIC_ATTRIBUTES:
+            return None
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             names.update(node.names)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -157,11 +167,14 @@ class _Follow:
             if obj is not value:
                 found.update(self.names_bound_to(obj))
             stack.extend(self._inside(obj, found))
-        return found
+        return None if self.budget < 0 else found
 
     def _inside(self, obj: Any, found: set[str]) -> list[Any]:
         if isinstance(obj, types.FunctionType):
-            found |= _global_names(obj.__code__)
+            names = _global_names(obj.__code__)
+            if names & DYNAMIC or names & _DYNAMIC_ATTRIBUTES:
+                self.budget = -1  # it can reach any name: nothing to follow, everything changed
+            found |= names
             return [*_closure_values(obj), *self._wrapped(obj)]
         if isinstance(obj, (list, tuple, set, frozenset)):
             return list(obj) if len(obj) <= _SMALL_CONTAINER else []
@@ -238,4 +251,50 @@ class CellTracker:
         if mentioned is None:
             return None
         reached = reachable_names(mentioned | rebound, self.namespace)
-        return None if reached is None else rebound | reached
+        if reached is None:
+            return None
+        changed = rebound | reached
+        return changed | sharing_memory(changed, self.namespace)
+
+
+#: Past this many arrays in the namespace, memory sharing is not worked out: a cell
+#: that changed an array could have changed any other; the snapshot takes them all.
+_MOST_ARRAYS = 500
+
+
+def sharing_memory(changed: set[str], namespace: Mapping[str, Any]) -> set[str]:
+    """Names whose buffers may overlap those of ``changed`` names: they changed with them.
+
+    ``v = arr[:3]`` then ``arr[:] = 1`` changes ``v`` too, though the cell never
+    named it. numpy's bounds check (`numpy.may_share_memory`) is cheap; only
+    arrays (and the arrays inside pandas objects) are compared, and only when
+    numpy is already loaded.
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return set()
+    arrays: dict[str, list[Any]] = {}
+    for name, value in namespace.items():
+        found = _arrays_of(value, numpy)
+        if found:
+            arrays[name] = found
+    if len(arrays) > _MOST_ARRAYS:
+        return set(arrays)
+    touched = [a for n in changed if n in arrays for a in arrays[n]]
+    return {
+        name for name, own in arrays.items()
+        if name not in changed
+        and any(numpy.may_share_memory(a, b) for a in own for b in touched)
+    }
+
+
+def _arrays_of(value: Any, numpy: Any) -> list[Any]:
+    if isinstance(value, numpy.ndarray):
+        return [value]
+    manager = getattr(value, "_mgr", None)  # pandas Series and DataFrame: their blocks
+    if manager is not None and type(value).__module__.startswith("pandas"):
+        try:
+            return [a for a in manager.arrays if isinstance(a, numpy.ndarray)]
+        except Exception:  # another pandas, another layout: nothing to compare
+            return []
+    return []
