@@ -12,6 +12,9 @@ write made after it. The module-level functions in `stashdb.api` are thin
 wrappers over these methods.
 """
 
+# long: the one facade of the library, a short documented method per operation;
+# what the methods do lives in storage/ and workspace/ (docs/architecture.md).
+
 from __future__ import annotations
 
 import contextlib
@@ -40,15 +43,14 @@ from stashdb.model import (
     Commit,
     Diff,
     Entry,
-    Origin,
     Progress,
     Ref,
     Rev,
     StoreStats,
     Version,
     link_groups,
-    skipped_of,
 )
+from stashdb.prepared import PreparedCommit, same_manifest
 from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
 from stashdb.storage.store import Store
 from stashdb.workspace.capture import capture, carried
@@ -60,7 +62,6 @@ from stashdb.workspace.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
-    from stashdb.storage.objects import ObjectWriter
     from stashdb.storage.reader import Reader
 
 __all__ = ["KnownState", "PreparedCommit", "Repo", "Snapshot"]
@@ -275,7 +276,7 @@ class Repo:
         entries = tuple(link_groups(
             sorted([*captured.entries, *map(carried, carry)], key=lambda e: e.name)
         ))
-        if base is not None and _same_manifest(entries, base.entries):
+        if base is not None and same_manifest(entries, base.entries):
             return None
         packages = {**(base.packages if base is not None else {}), **captured.packages}
         return PreparedCommit(
@@ -663,61 +664,3 @@ class _NotingDamage:
         if damage:
             self._note(damage)
         return found
-
-
-class PreparedCommit:
-    """A commit whose values are pickled and hashed (and large chunks stored), not yet written.
-
-    ``entries`` is its manifest already, so the next snapshot can be prepared
-    against it before this one is written. ``written`` is the `Commit` once it is.
-    """
-
-    def __init__(
-        self,
-        repo: Repo,
-        branch: str,
-        message: str,
-        entries: tuple[Entry, ...],
-        made_by: Origin,
-        cost: tuple[int, int],
-        writer: ObjectWriter,
-        base: Commit | PreparedCommit | None,
-    ) -> None:
-        self.repo, self.branch, self.message = repo, branch, message
-        self.entries, self.origin, self.base = entries, made_by, base
-        self._cost, self._writer = cost, writer
-        self.skipped = skipped_of(entries)
-        self.written: Commit | None = None
-
-    @property
-    def packages(self) -> dict[str, str]:
-        """Third-party packages of its values, with their versions."""
-        return self.origin.packages
-
-    def detach(self) -> None:
-        """Copy the bytes still pending, so the values may change before `write` runs."""
-        self._writer.detach()
-
-    def write(self) -> Commit:
-        """Write the commit (its last objects in the same transaction) and move its branch.
-
-        Raises:
-            ObjectsCollected: gc took objects it needs; prepare it again.
-        """
-        base = self.base.written if isinstance(self.base, PreparedCommit) else self.base
-        commit_id = self.repo.storage.commits.write_commit(
-            branch=self.branch,
-            message=self.message,
-            entries=self.entries,
-            origin=self.origin,
-            written=self._cost,
-            objects=self._writer,  # its last objects go in the commit's own transaction
-            base=base,
-        )
-        self.written = self.repo.storage.reader.get_commit(commit_id)
-        return self.written
-
-
-def _same_manifest(ours: Iterable[Entry], theirs: Iterable[Entry]) -> bool:
-    """Whether two manifests name exactly the same stored objects (and skips)."""
-    return {e.name: e.stored_as for e in ours} == {e.name: e.stored_as for e in theirs}

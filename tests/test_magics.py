@@ -142,7 +142,7 @@ def test_a_value_changed_through_its_alias_is_not_kept_on_checkout(tmp_path: Pat
     # records.append changes alias too (one list): neither may stay in memory,
     # and both must come back as one object again.
     cells = ["%load_ext stashdb", "records = [1]\nalias = records\nother = {'k': 1}",
-             "%stash commit -m base", "records.append(2)", "%stash checkout HEAD"]
+             "%stash commit -m base", "records.append(2)", "%stash checkout HEAD --force"]
     out = shell_session(
         tmp_path, cells,
         "[ns['alias'], ns['records'] is ns['alias'], ns['other'], failed]",

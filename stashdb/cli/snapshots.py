@@ -97,25 +97,38 @@ def commit(
         raise InvalidArguments("give a script to run (stashdb commit SCRIPT.py) or --from FILE")
     if script is not None and source is not None:
         raise InvalidArguments("give a script to run or --from FILE, not both")
-    from stashdb.scripts import load_script
-
-    # A missing or broken script fails before any store is made.
-    code = load_script(script) if script is not None else None
-    repo = open_store(store, create=True)
+    names = {"only": split_names(only), "exclude": split_names(exclude)}
     if source is not None:
-        from stashdb.workspace.dillfiles import read_session
-        from stashdb.workspace.main_module import main_module
+        _commit_file(source, message, branch, names, store, as_json)
+    else:
+        assert script is not None
+        _commit_script(script, list(args or []), message, branch, names, store, as_json)
 
-        with main_module(read_session(source)) as module, progress("committing") as bar:
-            made = repo.commit(
-                message or f"imported {Path(source).name}", namespace=module.__dict__,
-                branch=branch, only=split_names(only), exclude=split_names(exclude), progress=bar,
-            )
-        _report_commit(made, as_json)
-        return
-    assert script is not None and code is not None
-    from stashdb.scripts import commit_script
 
+def _commit_file(
+    source: str, message: str, branch: str | None, names: dict[str, Any], store: str | None,
+    as_json: bool,
+) -> None:
+    from stashdb.workspace.dillfiles import read_session
+    from stashdb.workspace.main_module import main_module
+
+    repo = open_store(store, create=True)
+    with main_module(read_session(source)) as module, progress("committing") as bar:
+        made = repo.commit(
+            message or f"imported {Path(source).name}", namespace=module.__dict__,
+            branch=branch, progress=bar, **names,
+        )
+    _report_commit(made, as_json)
+
+
+def _commit_script(
+    script: str, args: list[str], message: str, branch: str | None, names: dict[str, Any],
+    store: str | None, as_json: bool,
+) -> None:
+    from stashdb.scripts import commit_script, load_script
+
+    code = load_script(script)  # a missing or broken script fails before any store is made
+    repo = open_store(store, create=True)
     # With --json, stdout carries only the JSON: the script prints to stderr.
     stdout = sys.stdout
     script_output = contextlib.redirect_stdout(sys.stderr) if as_json else nullcontext()
@@ -126,9 +139,8 @@ def commit(
 
     with progress("committing", lazy=True) as bar, script_output:
         done = commit_script(
-            repo, script, list(args or []), message=message, branch=branch,
-            only=split_names(only), exclude=split_names(exclude), progress=bar, code=code,
-            report=report,
+            repo, script, args, message=message, branch=branch, progress=bar, code=code,
+            report=report, **names,
         )
     if done.exit_code:
         raise typer.Exit(done.exit_code)

@@ -109,8 +109,8 @@ class SQLiteDriver:
             with driver.transaction() as sql:
                 found = sql.rows("SELECT value FROM meta WHERE key = 'format_version'")
                 revision = sql.rows("SELECT version_num FROM alembic_version")
-        except (sqlite3.Error, StoreLocked):
-            driver.close()
+        except (sqlite3.Error, StoreLocked, StoreDamaged):
+            driver.close()  # not for this driver to judge: the engine says what it is
             return None
         current = (str(FORMAT_VERSION), SCHEMA_REVISIONS[-1])
         if not found or not revision or (found[0].value, revision[0].version_num) != current:
