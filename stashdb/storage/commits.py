@@ -17,7 +17,7 @@ from typing import Any
 import xxhash
 from sqlalchemy import Connection, update
 
-from stashdb.errors import NotABranch, RefExists, RefInUse, RefNotFound, WriteConflict
+from stashdb.errors import NotABranch, RefExists, RefInUse, WriteConflict
 from stashdb.model import Commit, Entry, Origin, Ref, Rev
 from stashdb.storage import queries, schema
 from stashdb.storage.engine import Database
@@ -222,9 +222,7 @@ class CommitWriter:
         """
         with self._database.write() as conn:
             sql = EngineSQL(conn)
-            ref = queries.find_ref(sql, name)
-            if ref is None or ref.kind != kind:
-                raise RefNotFound(kind, name)
+            ref = queries.get_ref(sql, name, kind)
             if kind == "branch" and name == queries.head(sql):
                 raise RefInUse(kind, name)
             conn.execute(schema.refs.delete().where(schema.refs.c.name == name))
@@ -249,9 +247,7 @@ class CommitWriter:
         check_name(new)
         with self._database.write() as conn:
             sql = EngineSQL(conn)
-            ref = queries.find_ref(sql, old)
-            if ref is None or ref.kind != "branch":
-                raise RefNotFound("branch", old)
+            ref = queries.get_ref(sql, old, "branch")
             taken = queries.find_ref(sql, new)
             if taken is not None:
                 raise RefExists(taken.kind, new, taken.commit_id)
@@ -270,9 +266,7 @@ class CommitWriter:
         """
         with self._database.write() as conn:
             sql = EngineSQL(conn)
-            ref = queries.find_ref(sql, branch)
-            if ref is None or ref.kind != "branch":
-                raise RefNotFound("branch", branch)
+            ref = queries.get_ref(sql, branch, "branch")
             target = queries.resolve(sql, rev)
             now = time.time()
             conn.execute(update(schema.refs).where(schema.refs.c.name == branch)

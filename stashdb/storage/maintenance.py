@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, func, select
 
-from stashdb.errors import InvalidArguments, RefNotFound, StoreDamaged
+from stashdb.errors import InvalidArguments, StoreDamaged
 from stashdb.storage import graph, queries, schema
 from stashdb.storage.chunking import verify_chunk
 from stashdb.storage.engine import Database
@@ -392,9 +392,7 @@ def prune(
         raise InvalidArguments("keep_last and keep_days cannot be negative")
     with database.write() as conn:
         sql = EngineSQL(conn)
-        ref = queries.find_ref(sql, branch)
-        if ref is None or ref.kind != "branch":
-            raise RefNotFound("branch", branch)
+        ref = queries.get_ref(sql, branch, "branch")
         parents = queries.edges(sql)
         c = schema.commits.c
         times = {commit_id: when for commit_id, when in conn.execute(select(c.id, c.time))}

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 
-from stashdb.errors import RevisionNotFound, StoreDamaged
+from stashdb.errors import RefNotFound, RevisionNotFound, StoreDamaged
 from stashdb.model import Commit, Entry, Ref, Rev, StoreStats, link_groups
 from stashdb.storage import revs
 from stashdb.storage.chunking import ChunkPlace, Objects, assemble
@@ -37,6 +37,7 @@ __all__ = [
     "edges",
     "entries_from_rows",
     "find_ref",
+    "get_ref",
     "head",
     "in_list",
     "incomplete_objects",
@@ -208,6 +209,18 @@ def find_ref(sql: SQL, name: str) -> Ref | None:
     """The branch or tag called ``name``, or None."""
     found = sql.rows("SELECT * FROM refs WHERE name = :name", {"name": name})
     return _ref(found[0]) if found else None
+
+
+def get_ref(sql: SQL, name: str, kind: str) -> Ref:
+    """The ref ``name`` of this ``kind`` ("branch" or "tag").
+
+    Raises:
+        RefNotFound: there is none.
+    """
+    ref = find_ref(sql, name)
+    if ref is None or ref.kind != kind:
+        raise RefNotFound(kind, name)
+    return ref
 
 
 def list_refs(sql: SQL, kind: str | None = None) -> list[Ref]:
