@@ -11,11 +11,16 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRevision",
+    "BadBundle",
+    "CallbackError",
     "CorruptChunk",
     "DriverMissing",
+    "ExecutionFailed",
+    "ExecutionTimeout",
     "ExportError",
     "InvalidArguments",
     "InvalidRefName",
+    "MemoryLimitExceeded",
     "NameNotInNamespace",
     "NameNotInSnapshot",
     "NotABranch",
@@ -28,6 +33,8 @@ __all__ = [
     "RestoreError",
     "RevisionNotFound",
     "ScriptNotFound",
+    "SessionClosed",
+    "SessionError",
     "StashError",
     "StoreDamaged",
     "StoreLocked",
@@ -37,12 +44,30 @@ __all__ = [
     "UnsavedValues",
     "UnsupportedFormat",
     "VersionMismatchWarning",
+    "WorkerCrashed",
     "WriteConflict",
 ]
 
 
 class StashError(Exception):
     """Root of every error stashdb raises on purpose."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled as what it is, not as a call of __init__ with the message (the
+        # default, which fails for errors whose __init__ takes the facts): so it
+        # crosses from a session's worker to the host, and comes back from a
+        # snapshot that holds one. A stored name: docs/format.md.
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(
+    cls: type[StashError], args: tuple[object, ...], state: dict[str, object]
+) -> StashError:
+    """A StashError as it was pickled (see `StashError.__reduce__`)."""
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class StoreNotFound(StashError):
@@ -382,3 +407,89 @@ class StoreDamaged(StashError):
         super().__init__(
             f"the store is damaged: {what}; run `stashdb verify` to see what else is affected"
         )
+
+
+class BadBundle(StashError):
+    """Bytes given as a bundle (a session's state, an export) are not a whole, sound one."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"not a sound stashdb bundle: {why}; nothing was restored or stored")
+
+
+class SessionError(StashError):
+    """A session's worker could not finish an execution; the session is back at a saved state.
+
+    ``restored_from`` is the commit the session's state was restored from (None
+    when it had none yet: the state is empty).
+    """
+
+    def __init__(self, what: str, restored_from: str | None) -> None:
+        self.restored_from = restored_from
+        back = (
+            f"the session is back at the state of commit {restored_from[:8]}, restored from the "
+            "store" if restored_from else "the session starts again from an empty state"
+        )
+        super().__init__(f"{what}; {back}")
+
+
+class ExecutionTimeout(SessionError, TimeoutError):
+    """An execution ran past its timeout and its worker was killed."""
+
+    def __init__(self, seconds: float, restored_from: str | None) -> None:
+        self.seconds = seconds
+        super().__init__(f"the code ran longer than {seconds:g} s and was stopped", restored_from)
+
+
+class WorkerCrashed(SessionError):
+    """The worker process died during an execution (``exit_code`` or ``signal`` says how)."""
+
+    def __init__(
+        self, exit_code: int | None, signal: int | None, restored_from: str | None
+    ) -> None:
+        self.exit_code = exit_code
+        self.signal = signal
+        how = f"was killed by signal {signal}" if signal else f"exited with status {exit_code}"
+        super().__init__(f"the worker running the code {how}", restored_from)
+
+
+class MemoryLimitExceeded(SessionError):
+    """The code used more memory than the session's ``memory_limit`` allows."""
+
+    def __init__(self, limit: int, restored_from: str | None) -> None:
+        self.limit = limit
+        super().__init__(f"the code used more than its memory limit of {limit:,} bytes",
+                         restored_from)
+
+
+class ExecutionFailed(StashError):
+    """The code of an execution raised (`ExecutionResult.raise_for_error`)."""
+
+    def __init__(self, error_type: str, message: str, traceback: str) -> None:
+        self.type = error_type
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"the code raised {error_type}: {message}")
+
+
+class SessionClosed(StashError):
+    """A closed session was asked to do something."""
+
+    def __init__(self, branch: str) -> None:
+        self.branch = branch
+        super().__init__(
+            f"session {branch!r} is closed; Session.resume({branch!r}) opens it again"
+        )
+
+
+class CallbackError(StashError):
+    """A host callback failed in a way that cannot reach the code as its own exception.
+
+    Raised inside a session's code: the callback is missing, or the exception
+    it raised cannot cross to the worker (it could not be pickled).
+    """
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        self.why = why
+        super().__init__(f"callback {name!r} failed: {why}")

@@ -60,7 +60,7 @@ class PreparedCommit:
             ObjectsCollected: gc took objects it needs; prepare it again.
         """
         base = self.base.written if isinstance(self.base, PreparedCommit) else self.base
-        commit_id = self.repo.storage.commits.write_commit(
+        self.written = self.repo.storage.commits.write_commit(
             branch=self.branch,
             message=self.message,
             entries=self.entries,
@@ -69,7 +69,6 @@ class PreparedCommit:
             objects=self._writer,  # its last objects go in the commit's own transaction
             base=base,
         )
-        self.written = self.repo.storage.reader.get_commit(commit_id)
         return self.written
 
 

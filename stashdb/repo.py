@@ -25,16 +25,19 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stashdb.background import BackgroundWriter
 from stashdb.errors import (
+    BadBundle,
     CorruptChunk,
     ExportError,
     NameNotInSnapshot,
     NotABranch,
     StashError,
+    StoreDamaged,
     WriteConflict,
 )
 from stashdb.model import (
@@ -43,6 +46,7 @@ from stashdb.model import (
     Commit,
     Diff,
     Entry,
+    Origin,
     Progress,
     Ref,
     Rev,
@@ -61,8 +65,10 @@ from stashdb.workspace.restore import KnownState, restore
 from stashdb.workspace.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    from stashdb.storage.bundle import Bundle
     from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
     from stashdb.storage.reader import Reader
+    from stashdb.workspace.loader import ObjectSource
 
 __all__ = ["KnownState", "PreparedCommit", "Repo", "Snapshot"]
 
@@ -290,6 +296,92 @@ class Repo:
             base,
         )
 
+    def commit_manifest(
+        self,
+        entries: Iterable[Entry],
+        message: str,
+        *,
+        branch: str,
+        like: Commit | None = None,
+        root: bool = False,
+    ) -> Commit:
+        """Commit a manifest whose objects the store has (an earlier commit's), on ``branch``.
+
+        Nothing is pickled: going back to an earlier state is a new commit with
+        its manifest (a session's ``checkout`` and ``undo``), so the branch's
+        history keeps every state it went through. ``like`` is the commit the
+        entries come from (its Python, dill and packages are theirs); ``root``
+        starts a branch that does not exist yet without a parent.
+
+        Raises:
+            StoreDamaged: an object is missing (damage): `verify` says more.
+        """
+        from stashdb.storage.commits import ObjectsCollected
+
+        made = tuple(_as_reused(entries))
+
+        def write() -> Commit:
+            try:
+                return self.storage.commits.write_commit(
+                    branch=branch, message=message, entries=made,
+                    origin=_origin_like(like), root=root,
+                )
+            except ObjectsCollected as gone:
+                raise StoreDamaged(
+                    f"{len(gone.objects)} objects of this state are gone from the store"
+                ) from None
+
+        return self._write(write)
+
+    def bundle(self, rev: Rev = "HEAD") -> bytes:
+        """The commit ``rev`` names and everything it reaches, as one self-contained bundle.
+
+        Unpickles nothing; the layout is in docs/format.md ("Bundles").
+        """
+        from stashdb.storage.bundle import write_bundle
+
+        commit_id = self.resolve(rev)
+        with self._reader.transaction() as sql:
+            return write_bundle(sql, [commit_id])
+
+    def add_bundle(
+        self,
+        data: bytes | memoryview | Bundle,
+        *,
+        branch: str,
+        message: str,
+        root: bool = False,
+    ) -> Commit:
+        """Add a bundle's state to this store and commit it on ``branch``.
+
+        Every byte is checked first (`stashdb.storage.bundle.read_bundle`); what
+        the store has already is not written again. Unpickles nothing.
+
+        Raises:
+            BadBundle: the bytes are not a sound bundle of one state: nothing stored.
+        """
+        from stashdb.storage.bundle import Bundle, read_bundle
+
+        bundle = data if isinstance(data, Bundle) else read_bundle(data)
+        if len(bundle.commits) != 1:
+            raise BadBundle(f"it holds {len(bundle.commits)} commits, not one state")
+        source = bundle.commits[0]
+        chunks = {cid: (codec, raw, stored) for cid, codec, raw, stored in bundle.chunks}
+
+        def write() -> Commit:
+            writer = self.storage.object_writer()
+            count, written, added = writer.put_stored(bundle.objects, chunks)
+            entries = tuple(
+                replace(e, status="stored") if e.object_id and bytes.fromhex(e.object_id) in added
+                else e for e in _as_reused(source.entries)
+            )
+            return self.storage.commits.write_commit(
+                branch=branch, message=message, entries=entries, origin=_origin_like(source),
+                written=(count, written), objects=writer, root=root,
+            )
+
+        return self._write(write)
+
     def check_branch(self, name: str) -> None:
         """Raise unless a commit can go to branch ``name`` (it may not exist yet).
 
@@ -349,6 +441,14 @@ class Repo:
         raise WriteConflict(
             f"could not commit: gc kept deleting this commit's objects ({_COMMIT_ATTEMPTS} tries)"
         )
+
+    def set_note(self, key: str, value: str) -> None:
+        """Keep a setting in the store (``session:…``: a session's record, docs/format.md)."""
+        self._write(functools.partial(self.storage.commits.set_note, key, value))
+
+    def notes(self, prefix: str) -> dict[str, str]:
+        """The settings kept with `set_note` whose keys start with ``prefix``."""
+        return self._reader.notes(prefix)
 
     def tag(self, name: str, rev: Rev = "HEAD", *, message: str | None = None) -> Ref:
         """Name a commit for good.
@@ -585,6 +685,8 @@ class Repo:
         merge: bool = False,
         progress: Progress | None = None,
         known: KnownState | None = None,
+        leave: Callable[[str], bool] | None = None,
+        source: ObjectSource | None = None,
     ) -> CheckoutReport:
         """Restore a snapshot into a namespace (default: the caller's globals).
 
@@ -606,25 +708,53 @@ class Repo:
             known: what the caller knows of the namespace (a front end that
                 tracks what its code changed): values the snapshot holds too
                 stay in memory, unread (see `stashdb.workspace.restore`).
+            leave: names of the snapshot for which it is true are neither
+                restored nor removed (a session's files: it restores them itself).
+            source: where the values are read (default: this store), such as
+                `stashdb.storage.bundle.BundleObjects` for a state just added.
 
         Raises:
             NameNotInSnapshot: an ``only`` name is not in the snapshot.
         """
         ns = namespace if namespace is not None else _callers_globals()
         commit = self.show(rev)
+        if leave is not None:
+            commit = _without(commit, leave)
+            if known is not None:
+                known = KnownState(_without(known.snapshot, leave), known.unchanged)
         tracked: Collection[str] = ()
         if only is None and not merge:
             current = known.snapshot if known is not None else self._head_commit()
             tracked = [e.name for e in current.entries] if current is not None else ()
+            if leave is not None:
+                tracked = [n for n in tracked if not leave(n)]
         report = restore(
-            self._objects, commit, ns, only=only, merge=merge, known=known, tracked=tracked,
-            progress=progress,
+            source if source is not None else self._objects, commit, ns, only=only,
+            merge=merge, known=known, tracked=tracked, progress=progress,
         )
         if only is None and not merge and isinstance(rev, str):
             ref = self._reader.find_ref(rev)
             if ref is not None and ref.kind == "branch":
                 self._write(lambda: self.storage.commits.set_head(rev))
         return report
+
+
+def _without(commit: Commit, leave: Callable[[str], bool]) -> Commit:
+    return replace(commit, entries=tuple(e for e in commit.entries if not leave(e.name)))
+
+
+def _as_reused(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """Entries as a commit that writes no value has them: stored ones are reused."""
+    for entry in entries:
+        yield replace(entry, status="reused") if entry.status == "stored" else entry
+
+
+def _origin_like(commit: Commit | None) -> Origin:
+    """Who makes this commit (here, now), with the Python, dill and packages of ``commit``."""
+    if commit is None:
+        return origin("__main__", {})
+    here = origin(commit.workspace, commit.packages)
+    return replace(here, python=commit.python, dill=commit.dill)
 
 
 def _without_password(url: str) -> str:

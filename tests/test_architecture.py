@@ -28,6 +28,9 @@ INTERNAL = {
     "UnpicklingError": "inside the unpickler: becomes a RestoreError",
     "UsageError": "IPython's own way for a magic to report a mistake (faces only)",
     "Exit": "typer's way for a command to set its exit status (faces only)",
+    "PicklingError": "session files -> capture: a file not stored becomes a skipped entry",
+    "WorkerDied": "session runners -> Session: it recovers, then raises WorkerCrashed",
+    "WorkerTimedOut": "session runners -> Session: it recovers, then raises ExecutionTimeout",
 }
 #: Builtins raised to keep a Python protocol (a mapping's KeyError, PEP 562).
 PROTOCOL = {"KeyError", "AttributeError", "NotImplementedError"}
@@ -184,3 +187,36 @@ def test_nothing_below_the_api_reads_the_environment(layer: str) -> None:
 def test_the_internal_exceptions_listed_above_exist() -> None:
     found = {name for _, tree in modules() for _, name in raised_names(tree)}
     assert set(INTERNAL) <= found | set(dir(builtins))
+
+
+def _example_arguments(cls: type) -> list[object]:
+    """Arguments of the right kinds for an error's __init__ (strings, numbers, lists)."""
+    import inspect
+
+    made: list[object] = []
+    for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if parameter.default is not parameter.empty:
+            break
+        hint = str(parameter.annotation)
+        if "list" in hint:
+            made.append(["a", "b"])
+        elif "float" in hint:
+            made.append(1.5)
+        elif "int" in hint:
+            made.append(3)
+        else:
+            made.append(f"{parameter.name}-value")
+    return made or ["message"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in errors.__all__ if n != "VersionMismatchWarning"))
+def test_every_public_error_pickles_and_comes_back_whole(name: str) -> None:
+    import pickle
+
+    cls = getattr(errors, name)
+    error = cls(*_example_arguments(cls))
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is cls and str(back) == str(error)
+    assert back.__dict__ == error.__dict__ and back.args == error.args

@@ -19,8 +19,12 @@ def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
     again = stashdb.init(tmp_path / "project")
     assert again.location == repo.location
     with sqlite3.connect(tmp_path / "project" / ".stashdb" / "stash.db") as db:
-        assert db.execute("PRAGMA page_size").fetchone()[0] == 65536
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 16384  # docs/format.md
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
+    repo.commit(namespace={"a": 1})
+    # The rollback journal is kept between transactions (its header zeroed), not deleted.
+    journal = tmp_path / "project" / ".stashdb" / "stash.db-journal"
+    assert journal.is_file() and journal.read_bytes()[:28].strip(b"\0") == b""
 
 
 def test_the_store_is_found_by_walking_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

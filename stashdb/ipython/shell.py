@@ -210,23 +210,11 @@ class ShellSession:
     # -- going back -------------------------------------------------------------
 
     def known(self) -> KnownState | None:
-        """What the session knows of the namespace: which names still hold the base's values.
-
-        A name that shares objects with a changed one (its group in the base)
-        may have changed through it: `records.append(…)` changes `alias` too.
-        """
+        """What the session knows of the namespace: which names still hold the base's values."""
         base = self.base.written if isinstance(self.base, PreparedCommit) else self.base
         if base is None or self.everything_dirty:
             return None
-        dirty = set(self.dirty)
-        for entry in base.entries:
-            if entry.name in self.dirty:
-                dirty.update(entry.group)
-        unchanged = {
-            e.name for e in base.entries
-            if e.kind != "skipped" and e.name not in dirty and e.name in self.namespace
-        }
-        return KnownState(base, frozenset(unchanged))
+        return KnownState.since(base, self.dirty, self.namespace)
 
     def checkout(
         self, rev: str, only: list[str] | None = None, merge: bool = False, force: bool = False

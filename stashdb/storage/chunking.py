@@ -30,6 +30,7 @@ __all__ = [
     "ChunkPlace",
     "assemble",
     "chunk_id",
+    "layout_id",
     "object_id_of",
     "verify_chunk",
 ]
@@ -76,12 +77,19 @@ def object_id(
     pickler: str, views: list[memoryview], parts: list[list[tuple[bytes, memoryview]]]
 ) -> bytes:
     """The id of an object with this layout (docs/format.md, "Ids")."""
+    return layout_id(pickler, [v.nbytes for v in views], [[cid for cid, _ in p] for p in parts])
+
+
+def layout_id(
+    pickler: str, part_sizes: Sequence[int], chunk_ids: Sequence[Sequence[bytes]]
+) -> bytes:
+    """The id of an object from who pickled it, each part's size and its chunk ids in order."""
     # The id covers who pickled it and the exact chunk layout of every part.
     h = xxhash.xxh3_128()
     h.update(pickler.encode())
-    for view, part in zip(views, parts):
-        h.update(view.nbytes.to_bytes(8, "little"))
-        for cid, _ in part:
+    for size, part in zip(part_sizes, chunk_ids):
+        h.update(size.to_bytes(8, "little"))
+        for cid in part:
             h.update(cid)
     return h.digest()
 
@@ -112,13 +120,15 @@ def compressor() -> Any:
     return zstandard.ZstdCompressor(level=1)
 
 
-def _decompress(data: bytes) -> bytes:
+def _decompress(data: bytes | memoryview) -> bytes:
     import zstandard
 
     return zstandard.ZstdDecompressor().decompress(data)
 
 
-def verify_chunk(cid: bytes, codec: int, data: bytes) -> tuple[bytes, CorruptChunk | None]:
+def verify_chunk(
+    cid: bytes, codec: int, data: bytes | memoryview
+) -> tuple[bytes | memoryview, CorruptChunk | None]:
     """The chunk's uncompressed bytes, or the damage found in them (format rule 5)."""
     try:
         raw = _decompress(data) if codec == CODEC_ZSTD else data

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import xxhash
@@ -101,11 +102,13 @@ class CommitWriter:
         written: tuple[int, int] = (0, 0),
         objects: ObjectWriter | None = None,
         base: Commit | None = None,
-    ) -> str:
-        """Write a commit whose objects are stored, then move ``branch`` to it.
+        root: bool = False,
+    ) -> Commit:
+        """Write a commit whose objects are stored, then move ``branch`` to it; return it.
 
         The parent is the branch's tip read inside the write transaction; a
-        branch that does not exist yet starts from HEAD's commit. The branch
+        branch that does not exist yet starts from HEAD's commit (with
+        ``root``, from nothing: the commit has no parent). The branch
         moves by compare-and-swap, retried if another writer got there first.
         ``objects``' pending rows are written first, in the same transaction.
         When the branch's tip is ``base``, the objects they share are not
@@ -122,7 +125,9 @@ class CommitWriter:
         """
         for _ in range(_MAX_CAS_ATTEMPTS):
             try:
-                made = self._try_write(branch, message, entries, origin, written, objects, base)
+                made = self._try_write(
+                    branch, message, entries, origin, written, objects, base, root
+                )
             except _LostRace:
                 continue
             if objects is not None:
@@ -139,7 +144,8 @@ class CommitWriter:
         written: tuple[int, int],
         objects: ObjectWriter | None,
         base: Commit | None,
-    ) -> str:
+        root: bool,
+    ) -> Commit:
         with self._database.write() as conn:
             sql = EngineSQL(conn)
             if objects is not None:
@@ -151,11 +157,15 @@ class CommitWriter:
             to_check = {bytes.fromhex(e.object_id) for e in entries if e.object_id}
             if base is not None and tip == base.id:
                 to_check -= {bytes.fromhex(e.object_id) for e in base.entries if e.object_id}
+            if objects is not None:
+                to_check -= objects.written_whole()
             incomplete = queries.incomplete_objects(sql, to_check)
             if incomplete:
                 raise ObjectsCollected(incomplete)
             if tip is not None:
                 parents = [tip]
+            elif root:
+                parents = []
             else:
                 head_tip = _branch_tip(sql, queries.head(sql))
                 parents = [head_tip] if head_tip else []
@@ -188,7 +198,16 @@ class CommitWriter:
                 )
             if not _move_branch(conn, branch, tip, commit_id):
                 raise _LostRace  # rolls the whole commit back; the caller retries
-        return commit_id
+        # What was written, as a read would give it back (not read: a small commit
+        # is a few milliseconds, and reading it back cost 0.15 of them).
+        return Commit(
+            id=commit_id, message=message, parents=tuple(parents),
+            time=datetime.fromtimestamp(now, tz=timezone.utc), branch=branch,
+            workspace=origin.workspace, user=origin.user, host=origin.host,
+            python=origin.python, dill=origin.dill, packages=dict(sorted(origin.packages.items())),
+            chunks_written=written[0], bytes_written=written[1],
+            entries=tuple(sorted(entries, key=lambda e: e.name)),
+        )
 
     def create_ref(self, kind: str, name: str, rev: Rev, message: str | None = None) -> Ref:
         """Create a tag or branch ``name`` at ``rev``.
@@ -272,6 +291,12 @@ class CommitWriter:
             conn.execute(update(schema.refs).where(schema.refs.c.name == branch)
                          .values(commit_id=target, time=now))
             return Ref(branch, "branch", target, ref.message, now), ref.commit_id
+
+    def set_note(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` in the store's settings (a session's record, say)."""
+        with self._database.write() as conn:
+            conn.execute(schema.meta.delete().where(schema.meta.c.key == key))
+            conn.execute(schema.meta.insert().values(key=key, value=value))
 
     def set_head(self, branch: str) -> None:
         """Make ``branch`` the current branch."""

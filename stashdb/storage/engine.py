@@ -54,12 +54,17 @@ __all__ = [
     "upgrade",
 ]
 
-#: 64 KiB pages: a 640 MB first commit takes 0.91 s against 1.03 s with the
-#: 4 KiB default (bench/bench_settings.py; docs/performance.md).
-SQLITE_PAGE_SIZE = 65536
-#: A rollback journal: the same commit takes 0.91 s against 1.58 s with WAL,
-#: which also doubles the files until a checkpoint (bench/bench_settings.py).
-SQLITE_JOURNAL_MODE = "DELETE"
+#: Pages of new stores. Every page a commit touches is written twice (journal,
+#: then database): a small commit touches ~20 (one per table and index), so
+#: smaller pages make it cheaper, while big chunks overflow into pages of any
+#: size at the same speed (bench/bench_settings.py; docs/performance.md).
+SQLITE_PAGE_SIZE = 16384
+#: A rollback journal, kept between transactions (its header zeroed) rather
+#: than made and deleted for each: big chunks go in 2-3x faster than with WAL,
+#: which also writes them twice (bench/bench_settings.py).
+SQLITE_JOURNAL_MODE = "PERSIST"
+#: Bytes of the kept journal left after a transaction that needed more (gc).
+SQLITE_JOURNAL_LIMIT = 64 * 1024 * 1024
 
 _WRITE = "stashdb_write"
 _LOCK_TIMEOUT = "stashdb_lock_timeout"
@@ -89,11 +94,17 @@ def _configure_sqlite(engine: Engine, lock_timeout: Callable[[], float]) -> None
         # wait is 5 s, whatever the store's lock_timeout says).
         cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout() * 1000)}")
         cursor.execute(f"PRAGMA journal_mode = {SQLITE_JOURNAL_MODE}")
+        cursor.execute(f"PRAGMA journal_size_limit = {SQLITE_JOURNAL_LIMIT}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(_timeout_of(conn) * 1000)}")
+        # Set when it changes, not at every transaction: a small commit is ~2 ms.
+        wait = int(_timeout_of(conn) * 1000)
+        info = conn.connection.info
+        if info.get("stashdb_busy_timeout") != wait:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait}")
+            info["stashdb_busy_timeout"] = wait
         # Writers take the write lock up front (BEGIN IMMEDIATE) so that two
         # writers queue on busy_timeout instead of failing with "database is locked"
         # when both try to upgrade a read lock.

@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Table
 
 from stashdb.storage import chunking, schema
 from stashdb.storage.chunking import CODEC_RAW, CODEC_ZSTD
 from stashdb.storage.engine import Database
+
+if TYPE_CHECKING:
+    from stashdb.storage.bundle import BundleObject
 
 __all__ = ["Lookups", "ObjectWriter", "StoredObject", "insert_if_absent"]
 
@@ -203,6 +206,49 @@ class ObjectWriter:
         self._pending.stored_sizes[object_id] = stored_size
         return StoredObject(object_id, raw_size, stored_size, False, new_chunks, written)
 
+    def put_stored(
+        self, objects: Sequence[BundleObject], chunks: dict[bytes, tuple[int, int, Any]]
+    ) -> tuple[int, int, set[bytes]]:
+        """Add objects already cut into chunks (a bundle's), skipping what the store has.
+
+        Args:
+            objects: the objects, each with its chunk layout.
+            chunks: ``{chunk id: (codec, raw size, stored bytes)}``, checked by the caller.
+
+        Returns:
+            Chunks and bytes written, and the ids of the objects added.
+        """
+        known = self._known_objects({o.id for o in objects})
+        wanted = [o for o in objects if o.id not in known]
+        existing = self._existing_chunks({cid for o in wanted for _, _, cid, _ in o.layout})
+        written = new_chunks = 0
+        for obj in wanted:
+            for part, seq, cid, size in obj.layout:
+                self._pending.object_chunks.append(
+                    {"object_id": obj.id, "part": part, "seq": seq, "chunk_id": cid,
+                     "raw_size": size}
+                )
+                if cid in existing:
+                    continue
+                codec, raw_size, data = chunks[cid]
+                self._pending.chunks[cid] = {
+                    "id": cid, "raw_size": raw_size, "codec": codec, "data": data
+                }
+                existing[cid] = len(data)
+                self._pending.nbytes += len(data)
+                written += len(data)
+                new_chunks += 1
+                if self._pending.nbytes >= _FLUSH_BYTES:
+                    self._flush_chunks()
+            self._pending.objects.append(
+                {"id": obj.id, "pickler": obj.pickler, "parts": obj.parts,
+                 "raw_size": obj.raw_size, "stored_size": obj.stored_size,
+                 "created": time.time()}
+            )
+            self._pending.stored_sizes[obj.id] = obj.stored_size
+            known[obj.id] = obj.stored_size
+        return new_chunks, written, {o.id for o in wanted}
+
     def flush(self) -> None:
         """Write every pending chunk and object in one transaction."""
         pending = self._pending
@@ -226,6 +272,18 @@ class ObjectWriter:
         insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
         # An object found damaged is whole again: its chunks are in (now or before).
         _unmark(conn, [o["id"] for o in pending.objects if o["id"] in self._bad_objects])
+
+    def written_whole(self) -> set[bytes]:
+        """Pending objects whose every chunk is pending too: complete once written.
+
+        A commit need not check those in the store (no gc can have taken a
+        chunk written in the commit's own transaction).
+        """
+        chunks = self._pending.chunks
+        partial = {
+            row["object_id"] for row in self._pending.object_chunks if row["chunk_id"] not in chunks
+        }
+        return {o["id"] for o in self._pending.objects} - partial
 
     def detach(self) -> None:
         """Copy pending chunk bytes that are still views of live buffers."""

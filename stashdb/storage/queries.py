@@ -205,6 +205,12 @@ def head(sql: SQL) -> str:
     return found[0].value if found else DEFAULT_BRANCH
 
 
+def notes(sql: SQL, prefix: str) -> dict[str, str]:
+    """The settings whose keys start with ``prefix`` (not ``HEAD``, ``format_version`` …)."""
+    rows = sql.rows("SELECT key, value FROM meta WHERE key LIKE :p", {"p": prefix + "%"})
+    return {str(r.key): str(r.value) for r in rows if str(r.key).startswith(prefix)}
+
+
 def find_ref(sql: SQL, name: str) -> Ref | None:
     """The branch or tag called ``name``, or None."""
     found = sql.rows("SELECT * FROM refs WHERE name = :name", {"name": name})

@@ -81,6 +81,11 @@ class Reader:
         with self.transaction() as sql:
             return queries.find_ref(sql, name)
 
+    def notes(self, prefix: str) -> dict[str, str]:
+        """The store's settings whose keys start with ``prefix``."""
+        with self.transaction() as sql:
+            return queries.notes(sql, prefix)
+
     def list_refs(self, kind: str | None = None) -> list[Ref]:
         """Every ref, or every ref of one ``kind`` (``branch`` or ``tag``), sorted by name."""
         with self.transaction() as sql:

@@ -54,6 +54,26 @@ class KnownState:
     snapshot: Commit
     unchanged: frozenset[str]
 
+    @classmethod
+    def since(
+        cls, snapshot: Commit, dirty: Collection[str], namespace: Collection[str]
+    ) -> KnownState:
+        """What is known when only the ``dirty`` names can have changed since ``snapshot``.
+
+        A name that shares objects with a dirty one (its group in the
+        snapshot) may have changed through it: `records.append(…)` changes
+        `alias` too.
+        """
+        changed = set(dirty)
+        for entry in snapshot.entries:
+            if entry.name in dirty:
+                changed.update(entry.group)
+        unchanged = {
+            e.name for e in snapshot.entries
+            if e.kind != "skipped" and e.name not in changed and e.name in namespace
+        }
+        return cls(snapshot, frozenset(unchanged))
+
 
 def restore(
     source: ObjectSource,

@@ -1,0 +1,316 @@
+"""Bundles: commits with everything they reach, as one self-contained byte string.
+
+A bundle carries one or more commits, their manifests, and the objects and
+chunks those reach, as rows; it never holds a Python object, so writing and
+reading one unpickles nothing. `Session.snapshot_state` returns a bundle of
+one commit (a *state*); its reader adds the objects and chunks to any store,
+skipping what the store has, and commits the manifest anew there. The layout
+is specified in docs/format.md ("Bundles").
+
+Reading checks before anything is stored: the magic and version, that the
+bytes end where the records say (a truncated bundle is refused), the digest
+of the whole (an altered byte is refused), that each object's id is the id
+of its chunk layout, and that each commit's id is the id of its contents.
+and that each chunk's bytes are the bytes its id names (format rule 5), so
+nothing in a store ever holds what its id does not say. The digest is xxh3-128: it catches damage,
+not an attacker, who could compute it too (signatures: the trust issue).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+from stashdb.errors import BadBundle
+from stashdb.model import Commit, Entry
+from stashdb.storage import chunking, queries
+from stashdb.storage.commits import commit_id_of, entry_row
+
+__all__ = [
+    "MAGIC", "VERSION", "Bundle", "BundleObject", "BundleObjects", "read_bundle", "write_bundle",
+]
+
+#: What every bundle starts with; then one byte: `VERSION`.
+MAGIC = b"STASHDB-BUNDLE\n"
+VERSION = 1
+_RECORD = struct.Struct("<cQ")  # kind, payload length
+_CHUNK = struct.Struct("<16sBQ")  # id, codec, raw size (then the stored bytes)
+_HEADER, _OBJECTS, _CHUNKS, _END = b"H", b"O", b"C", b"E"
+
+
+@dataclass(frozen=True)
+class BundleObject:
+    """One object of a bundle: its row, and where each of its chunks goes."""
+
+    id: bytes
+    pickler: str
+    parts: int
+    raw_size: int
+    stored_size: int
+    layout: tuple[tuple[int, int, bytes, int], ...]  # (part, seq, chunk id, raw size)
+
+
+@dataclass
+class Bundle:
+    """What a bundle holds, checked: commits (with entries), objects, chunks."""
+
+    kind: str  # "state": one commit to be committed anew where it is read
+    commits: list[Commit]
+    objects: list[BundleObject] = field(default_factory=list)
+    #: ``(id, codec, raw size, stored bytes)``, the bytes a view of the bundle.
+    chunks: list[tuple[bytes, int, int, memoryview]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Stored bytes of its chunks."""
+        return sum(len(data) for *_, data in self.chunks)
+
+
+class BundleObjects:
+    """The objects of a bundle, read from its bytes in memory (as a store's reader reads).
+
+    A state just added to a store is restored from here: its bytes are in
+    memory already, and reading them back from the database would cost as much
+    again.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._objects = {o.id: o for o in bundle.objects}
+        self._chunks = {cid: (codec, data) for cid, codec, _, data in bundle.chunks}
+
+    def read_many(self, object_ids: Iterable[bytes]) -> chunking.Objects:
+        """Each object's pickler and parts (checked chunk by chunk), as `Reader.read_many`."""
+        ids = list(object_ids)
+        found = [self._objects[oid] for oid in ids if oid in self._objects]
+        heads = {o.id: (o.pickler, o.parts) for o in found}
+        places = [
+            chunking.ChunkPlace(o.id, part, seq, cid, size)
+            for o in found for part, seq, cid, size in sorted(o.layout)
+        ]
+
+        def fetch(chunk_ids: list[bytes]) -> Iterator[tuple[bytes, int, Any]]:
+            for cid in chunk_ids:
+                if cid in self._chunks:
+                    codec, data = self._chunks[cid]
+                    yield cid, codec, data
+
+        return chunking.assemble(ids, heads, places, fetch)
+
+
+def write_bundle(sql: queries.SQL, commit_ids: list[str], *, kind: str = "state") -> bytes:
+    """A bundle of ``commit_ids`` and everything their manifests reach, read through ``sql``."""
+    commits = queries.load_commits(sql, commit_ids)
+    # The time as stored, not as a datetime: a commit's id covers its exact repr.
+    times: dict[str, float] = {}
+    for batch in queries.batches(commit_ids):
+        cond, params = queries.in_list("id", batch)
+        times.update((r.id, r.time) for r in sql.rows(
+            f"SELECT id, time FROM commits WHERE {cond}", params))
+    object_ids = sorted({
+        bytes.fromhex(e.object_id) for c in commits for e in c.entries if e.object_id
+    })
+    objects = _object_rows(sql, object_ids)
+    header = {"bundle": VERSION, "kind": kind,
+              "commits": [_commit_json(c, times[c.id]) for c in commits]}
+    # Pieces joined once at the end: a 1 GB state is copied once, not once per chunk.
+    pieces: list[bytes | memoryview] = [MAGIC, bytes([VERSION])]
+    _record(pieces, _HEADER, json.dumps(header, separators=(",", ":")).encode())
+    _record(pieces, _OBJECTS, json.dumps([_object_json(o) for o in objects]).encode())
+    chunk_ids = sorted({cid for o in objects for _, _, cid, _ in o.layout})
+    raw_sizes = {cid: size for o in objects for _, _, cid, size in o.layout}
+    for cid, codec, data in queries.iter_chunks(sql, chunk_ids):
+        _record(pieces, _CHUNKS, _CHUNK.pack(cid, codec, raw_sizes[cid]), data)
+    digest = xxhash.xxh3_128()
+    for piece in pieces:
+        digest.update(piece)
+    _record(pieces, _END, digest.digest())
+    return b"".join(pieces)
+
+
+def read_bundle(data: bytes | memoryview) -> Bundle:
+    """The checked contents of a bundle.
+
+    Raises:
+        BadBundle: not a bundle, another version, truncated, altered, or inconsistent.
+    """
+    view = memoryview(data).cast("B")
+    if bytes(view[: len(MAGIC)]) != MAGIC:
+        raise BadBundle("it does not start like a stashdb bundle")
+    if len(view) <= len(MAGIC) or view[len(MAGIC)] != VERSION:
+        found = view[len(MAGIC)] if len(view) > len(MAGIC) else None
+        raise BadBundle(f"it is bundle version {found}; this stashdb reads version {VERSION}")
+    records = list(_records(view, len(MAGIC) + 1))
+    kind, end_at, digest = records[-1]
+    if kind != _END:
+        raise BadBundle("it is truncated: its last record is missing")
+    if xxhash.xxh3_128_digest(view[:end_at]) != bytes(digest):
+        raise BadBundle("its bytes do not match its digest: it was altered or damaged")
+    header = _json(next(p for k, _, p in records if k == _HEADER))
+    objects = [_object_of(o) for o in _json(next(p for k, _, p in records if k == _OBJECTS))]
+    chunks = [_chunk_of(p) for k, _, p in records if k == _CHUNKS]
+    try:
+        raw_commits = list(header["commits"])
+        times = [float(c["time"]) for c in raw_commits]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadBundle(f"its header is not complete ({exc})") from None
+    bundle = Bundle(str(header.get("kind")), [_commit_of(c) for c in raw_commits],
+                    objects, chunks)
+    _check(bundle, times)
+    return bundle
+
+
+# -- encoding ------------------------------------------------------------------------
+
+
+def _record(pieces: list[bytes | memoryview], kind: bytes, *payload: bytes | memoryview) -> None:
+    pieces.append(_RECORD.pack(kind, sum(len(p) for p in payload)))
+    pieces.extend(payload)
+
+
+def _records(view: memoryview, start: int) -> Iterator[tuple[bytes, int, memoryview]]:
+    """``(kind, offset of the record, payload)`` of each record from ``start``."""
+    at = start
+    while at < len(view):
+        if at + _RECORD.size > len(view):
+            raise BadBundle("it is truncated inside a record header")
+        kind, length = _RECORD.unpack_from(view, at)
+        payload_at = at + _RECORD.size
+        if payload_at + length > len(view):
+            raise BadBundle("it is truncated inside a record")
+        yield kind, at, view[payload_at : payload_at + length]
+        at = payload_at + length
+
+
+def _commit_json(commit: Commit, stored_time: float) -> dict[str, Any]:
+    return {
+        "id": commit.id, "time": stored_time, "message": commit.message,
+        "branch": commit.branch, "parents": list(commit.parents),
+        "workspace": commit.workspace, "user": commit.user, "host": commit.host,
+        "python": commit.python, "dill": commit.dill, "packages": commit.packages,
+        "chunks_written": commit.chunks_written, "bytes_written": commit.bytes_written,
+        "entries": [
+            {**entry_row(e), "object_id": e.object_id} for e in commit.entries
+        ],
+    }
+
+
+def _object_json(obj: BundleObject) -> dict[str, Any]:
+    return {
+        "id": obj.id.hex(), "pickler": obj.pickler, "parts": obj.parts,
+        "raw_size": obj.raw_size, "stored_size": obj.stored_size,
+        "layout": [[part, seq, cid.hex(), size] for part, seq, cid, size in obj.layout],
+    }
+
+
+def _object_rows(sql: queries.SQL, object_ids: list[bytes]) -> list[BundleObject]:
+    rows: dict[bytes, Any] = {}
+    layouts: dict[bytes, list[tuple[int, int, bytes, int]]] = {}
+    for batch in queries.batches(object_ids):
+        cond, params = queries.in_list("id", batch)
+        for r in sql.rows(f"SELECT id, pickler, parts, raw_size, stored_size FROM objects "
+                          f"WHERE {cond}", params):
+            rows[bytes(r.id)] = r
+        cond, params = queries.in_list("object_id", batch)
+        for r in sql.rows("SELECT object_id, part, seq, chunk_id, raw_size FROM object_chunks "
+                          f"WHERE {cond} ORDER BY object_id, part, seq", params):
+            layouts.setdefault(bytes(r.object_id), []).append(
+                (r.part, r.seq, bytes(r.chunk_id), r.raw_size))
+    missing = [oid.hex() for oid in object_ids if oid not in rows]
+    if missing:
+        raise BadBundle(f"the store lacks object {missing[0][:16]}: run `stashdb verify`")
+    return [
+        BundleObject(oid, rows[oid].pickler, rows[oid].parts, rows[oid].raw_size,
+                     rows[oid].stored_size, tuple(layouts.get(oid, ())))
+        for oid in object_ids
+    ]
+
+
+# -- decoding and checks ---------------------------------------------------------------
+
+
+def _json(payload: memoryview) -> Any:
+    try:
+        return json.loads(bytes(payload))
+    except ValueError as exc:
+        raise BadBundle(f"a record is not JSON ({exc})") from None
+
+
+def _commit_of(data: Any) -> Commit:
+    from stashdb.storage.queries import commit_from_row, entries_from_rows
+
+    try:
+        rows = [_Row({**e, "commit_id": data["id"],
+                      "object_id": bytes.fromhex(e["object_id"]) if e["object_id"] else None})
+                for e in data["entries"]]
+        row = _Row({**data, "packages": json.dumps(data["packages"])})
+        return commit_from_row(row, data["parents"], entries_from_rows(rows), ())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadBundle(f"a commit record is not complete ({exc})") from None
+
+
+def _object_of(data: Any) -> BundleObject:
+    try:
+        return BundleObject(
+            bytes.fromhex(data["id"]), str(data["pickler"]), int(data["parts"]),
+            int(data["raw_size"]), int(data["stored_size"]),
+            tuple((int(p), int(s), bytes.fromhex(c), int(n)) for p, s, c, n in data["layout"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadBundle(f"an object record is not complete ({exc})") from None
+
+
+def _chunk_of(payload: memoryview) -> tuple[bytes, int, int, memoryview]:
+    if len(payload) < _CHUNK.size:
+        raise BadBundle("a chunk record is too short")
+    cid, codec, raw_size = _CHUNK.unpack_from(payload)
+    data = payload[_CHUNK.size :]  # a view of the bundle: not copied
+    raw, damage = chunking.verify_chunk(cid, codec, data)
+    if damage is not None or len(raw) != raw_size:
+        raise BadBundle(f"chunk {cid.hex()[:16]} is not what its id says")
+    return cid, codec, raw_size, data
+
+
+class _Row:
+    """A dict seen as a row (its keys as attributes), for the row converters."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _check(bundle: Bundle, times: list[float]) -> None:
+    """Every id in the bundle is the id of what it names (no unpickling)."""
+    for obj in bundle.objects:
+        parts: list[list[bytes]] = [[] for _ in range(obj.parts)]
+        sizes = [0] * obj.parts
+        for part, _seq, cid, size in obj.layout:
+            if not 0 <= part < obj.parts:
+                raise BadBundle(f"object {obj.id.hex()[:16]} lists a part it does not have")
+            parts[part].append(cid)
+            sizes[part] += size
+        if chunking.layout_id(obj.pickler, sizes, parts) != obj.id:
+            raise BadBundle(f"object {obj.id.hex()[:16]} is not what its id says")
+    have_chunks = {cid for cid, *_ in bundle.chunks}
+    for obj in bundle.objects:
+        for _, _, cid, _ in obj.layout:
+            if cid not in have_chunks:
+                raise BadBundle(f"chunk {cid.hex()[:16]} of object {obj.id.hex()[:16]} is missing")
+    have_objects = {o.id for o in bundle.objects}
+    for commit, stored_time in zip(bundle.commits, times):
+        made = commit_id_of(commit.parents, stored_time, commit.message, commit.branch,
+                            commit.entries)
+        if made != commit.id:
+            raise BadBundle(f"commit {commit.id[:16]} is not what its id says")
+        for entry in commit.entries:
+            if entry.object_id and bytes.fromhex(entry.object_id) not in have_objects:
+                raise BadBundle(f"object of {entry.name!r} is missing")
+
+
+def entries_of(bundle: Bundle) -> Iterable[Entry]:
+    """The entries of the bundle's (first) commit."""
+    return bundle.commits[0].entries if bundle.commits else ()
+
