@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any
 from stashdb import errors
 from stashdb.errors import (
     AmbiguousRevision,
+    BadBundle,
+    CallbackError,
     CorruptChunk,
     DriverMissing,
+    ExecutionFailed,
+    ExecutionTimeout,
     ExportError,
     InvalidArguments,
     InvalidRefName,
+    MemoryLimitExceeded,
     NameNotInNamespace,
     NameNotInSnapshot,
     NotABranch,
@@ -33,6 +38,8 @@ from stashdb.errors import (
     RestoreError,
     RevisionNotFound,
     ScriptNotFound,
+    SessionClosed,
+    SessionError,
     StashError,
     StoreDamaged,
     StoreLocked,
@@ -42,6 +49,7 @@ from stashdb.errors import (
     UnsavedValues,
     UnsupportedFormat,
     VersionMismatchWarning,
+    WorkerCrashed,
     WriteConflict,
 )
 from stashdb.pickling import stored_names as _stored_names
@@ -83,6 +91,10 @@ _LAZY = {
     "Rev": "stashdb.model",
     "Ref": "stashdb.model",
     "Origin": "stashdb.model",
+    "Session": "stashdb.session",
+    "AsyncSession": "stashdb.session",
+    "ExecutionResult": "stashdb.session",
+    "ErrorInfo": "stashdb.session",
 }
 
 #: ``%load_ext stashdb`` finds these; they import IPython, so they stay out of __all__.
@@ -125,6 +137,7 @@ if TYPE_CHECKING:
         Version,
     )
     from stashdb.repo import KnownState, PreparedCommit, Repo, Snapshot
+    from stashdb.session import AsyncSession, ErrorInfo, ExecutionResult, Session
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ rich markup. JSON keys are a contract (docs/cli.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -512,6 +512,37 @@ def refs_table(refs: Sequence[Ref], head: str | None) -> _Rows:
         table.add_row("*" if ref.name == head else "", ref.name, ref.commit_id[:8],
                       ref.message or "")
     return table
+
+
+def sessions_table(rows: Sequence[tuple[str, int, Commit | None, str]]) -> _Rows:
+    """Sessions (``branch, executions, tip commit, host``) for ``stashdb session list``."""
+    table = _table(
+        ("branch", {"style": "bold", "max_width": 30}),
+        ("executions", {"justify": "right"}),
+        ("last active", {"drop": 2}),
+        ("host", {"drop": 1, "max_width": 16}),
+        ("last step", {"flex": True}),
+    )
+    for branch, executions, tip, host in rows:
+        table.add_row(
+            branch, str(executions), _local(tip.time) if tip else "",
+            host, (tip.message if tip else "") or Text("(gone)", style="dim"),
+        )
+    return table
+
+
+def session_json(
+    branch: str, executions: int, tip: Commit | None, host: str, created: float,
+    workdir: str | None,
+) -> dict[str, Any]:
+    """One session, for ``stashdb session list --json``."""
+    return {
+        "branch": branch, "executions": executions, "host": host,
+        "created": _iso(datetime.fromtimestamp(created, tz=timezone.utc)),
+        "workdir": workdir, "head": tip.id if tip else None,
+        "last_active": _iso(tip.time) if tip else None,
+        "last_step": tip.message if tip else None,
+    }
 
 
 def du_table(rows: Sequence[tuple[str, str, int, int]], width: int = 20) -> _Rows:

@@ -365,8 +365,14 @@ def test_every_command_has_help_with_an_example_and_a_docs_section(cli: Cli) -> 
     names = [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]
     assert {"init", "commit", "log", "show", "diff", "history", "tag", "branch", "checkout",
             "status", "du", "verify", "gc", "prune"} <= set(names)
+    for group in app.registered_groups:  # `stashdb session list` …
+        sub = group.typer_instance
+        assert sub is not None
+        names += [f"{group.name} {c.name or c.callback.__name__}"  # type: ignore[union-attr]
+                  for c in sub.registered_commands]
+    assert {"repl", "session list", "session show", "session log", "session resume"} <= set(names)
     for name in names:
-        help_text = cli(name, "--help").stdout
+        help_text = cli(*name.split(), "--help").stdout
         assert "Example: stashdb " + name in " ".join(help_text.split()), name
         assert f"## `stashdb {name}" in docs, name
 

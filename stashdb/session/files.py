@@ -1,0 +1,244 @@
+"""A session's working directory as part of its state: each file one entry, ``file:<path>``.
+
+A file's entry holds its bytes, stored and deduplicated like any value (the
+same content in two files, or in two states, is stored once). A file whose
+size, modification time and inode are what they were at the last snapshot
+is not read again: its entry is carried over, so an unchanged directory
+costs a ``stat`` per file. Files past the size limits become skipped entries
+(with the reason), never silently left out. Symbolic links are not followed
+(they could lead out of the directory): they are skipped, said so.
+
+Restoring writes each file whose content differs (atomically), and removes
+the files the state the directory was in held that the target lacks; files
+no state ever held are left alone, as git leaves untracked files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import pickle
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stashdb.model import Commit, Entry
+from stashdb.workspace.files import write_atomically
+
+__all__ = ["DEFAULT_IGNORE", "FILE", "FileRules", "StateView", "Workdir", "is_file_entry"]
+
+#: Entry names of files start with this (a colon: never a Python identifier).
+FILE = "file:"
+#: Never part of a state: version control, caches, stores.
+DEFAULT_IGNORE = (".git", ".hg", "__pycache__", "*.pyc", ".stashdb", ".ipynb_checkpoints")
+
+
+def is_file_entry(name: str) -> bool:
+    """Whether an entry name stands for a file of the working directory."""
+    return name.startswith(FILE)
+
+
+@dataclass(frozen=True)
+class FileRules:
+    """Which files of a working directory are stored."""
+
+    max_file_size: int = 100 * 1024 * 1024
+    max_total_size: int = 1024 * 1024 * 1024
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+
+    def ignored(self, relative: str) -> bool:
+        """Whether a path (relative, with ``/``) matches an ignored pattern, or is under one."""
+        parts = relative.split("/")
+        return any(
+            fnmatch.fnmatchcase(part, pattern) or fnmatch.fnmatchcase(relative, pattern)
+            for pattern in self.ignore
+            for part in parts
+        )
+
+
+class _NotWritten(Exception):
+    """A file of a state that cannot be written here (said as a warning, the others go on)."""
+
+
+class Unstorable:
+    """Stands for a file that is not stored: pickling it fails with the reason (a skip)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError(self.reason)
+
+
+_Stat = tuple[int, int, int]  # size, mtime_ns, inode
+
+
+def _stat_key(st: os.stat_result) -> _Stat:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Workdir:
+    """The files of one directory, and what is known of them since the last snapshot."""
+
+    def __init__(self, root: str | os.PathLike[str], rules: FileRules) -> None:
+        self.root = Path(root).resolve()
+        self.rules = rules
+        #: ``{entry name: stat}`` of the files as the last snapshot or restore left them.
+        self._seen: dict[str, _Stat] = {}
+
+    def scan(self) -> dict[str, os.stat_result | str]:
+        """Every file of the directory by entry name: its stat, or why it is not stored."""
+        found: dict[str, os.stat_result | str] = {}
+        total = 0
+        for relative, st in sorted(self._walk()):
+            name = FILE + relative
+            if isinstance(st, str):
+                found[name] = st
+            elif st.st_size > self.rules.max_file_size:
+                found[name] = (
+                    f"the file has {st.st_size:,} bytes, more than the session's "
+                    f"max_file_size of {self.rules.max_file_size:,}"
+                )
+            elif total + st.st_size > self.rules.max_total_size:
+                found[name] = (
+                    f"the directory's files pass the session's max_total_size of "
+                    f"{self.rules.max_total_size:,} bytes"
+                )
+            else:
+                total += st.st_size
+                found[name] = st
+        return found
+
+    def _walk(self) -> Iterator[tuple[str, os.stat_result | str]]:
+        stack = [self.root]
+        while stack:
+            folder = stack.pop()
+            try:
+                listing = list(os.scandir(folder))
+            except OSError as exc:
+                yield os.path.relpath(folder, self.root).replace(os.sep, "/"), str(exc)
+                continue
+            for item in listing:
+                relative = os.path.relpath(item.path, self.root).replace(os.sep, "/")
+                if self.rules.ignored(relative):
+                    continue
+                if item.is_symlink():
+                    yield relative, "a symbolic link: not followed, not stored"
+                elif item.is_dir():
+                    stack.append(Path(item.path))
+                elif item.is_file():
+                    yield relative, item.stat()
+
+    def changes(self, scanned: Mapping[str, os.stat_result | str]) -> set[str]:
+        """Entry names whose files changed, appeared or went since the last snapshot."""
+        changed = {
+            name for name, st in scanned.items()
+            if isinstance(st, str) or self._seen.get(name) != _stat_key(st)
+        }
+        return changed | (self._seen.keys() - scanned.keys())
+
+    def snapshotted(self, scanned: Mapping[str, os.stat_result | str]) -> None:
+        """The files are as ``scanned`` says in the snapshot just made."""
+        self._seen = {n: _stat_key(st) for n, st in scanned.items() if not isinstance(st, str)}
+
+    def forget(self) -> None:
+        """Nothing is known: the next snapshot reads every file."""
+        self._seen = {}
+
+    def read(self, name: str, st: os.stat_result | str) -> bytes | Unstorable:
+        """The bytes of file ``name`` (an `Unstorable` when it cannot be stored or read)."""
+        if isinstance(st, str):
+            return Unstorable(st)
+        try:
+            return (self.root / name[len(FILE):]).read_bytes()
+        except OSError as exc:
+            return Unstorable(f"the file could not be read: {exc}")
+
+    def restore(
+        self, target: Commit, current: Commit | None, values: Mapping[str, Any]
+    ) -> list[str]:
+        """Make the directory hold ``target``'s files; returns the warnings.
+
+        ``current`` is the state the directory is in (its files that the target
+        lacks are removed); ``values`` gives a file entry's bytes when read.
+        """
+        warnings: list[str] = []
+        wanted = {e.name: e for e in target.entries if is_file_entry(e.name)}
+        held = {e.name: e for e in current.entries if is_file_entry(e.name)} if current else {}
+        scanned = self.scan()
+        for name, entry in wanted.items():
+            if entry.kind == "skipped":
+                continue  # not stored: whatever is on disk stays
+            if self._unchanged(name, entry, held, scanned):
+                continue
+            try:
+                data = values[name]
+                self._write(name, data)
+            except Exception as exc:  # one file must not stop the others
+                warnings.append(f"file {name[len(FILE):]} was not restored: {exc}")
+        for name, entry in held.items():
+            if name not in wanted and entry.kind != "skipped":
+                path = self.root / name[len(FILE):]
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    warnings.append(f"file {name[len(FILE):]} was not removed: {exc}")
+        self.snapshotted(self.scan())
+        return warnings
+
+    def _unchanged(
+        self, name: str, entry: Entry, held: Mapping[str, Entry], scanned: Mapping[str, Any]
+    ) -> bool:
+        """The file on disk is the one ``held`` recorded, and that is the target's content."""
+        before = held.get(name)
+        st = scanned.get(name)
+        return (
+            before is not None
+            and before.stored_as == entry.stored_as
+            and st is not None and not isinstance(st, str)
+            and self._seen.get(name) == _stat_key(st)
+        )
+
+    def _write(self, name: str, data: Any) -> None:
+        if not isinstance(data, (bytes, bytearray)):
+            raise _NotWritten(f"its entry holds a {type(data).__name__}, not bytes")
+        path = self.root / name[len(FILE):]
+        if not path.resolve().is_relative_to(self.root):
+            raise _NotWritten("its path leads out of the working directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        def write(temporary: str) -> None:
+            Path(temporary).write_bytes(data)
+
+        write_atomically(path, write)
+
+
+class StateView(Mapping[str, Any]):
+    """A namespace and a working directory's files, as one mapping for a snapshot.
+
+    A file's bytes are read only when the snapshot asks for them: an
+    unchanged file is never read.
+    """
+
+    def __init__(
+        self, namespace: Mapping[str, Any], workdir: Workdir,
+        scanned: Mapping[str, os.stat_result | str],
+    ) -> None:
+        self._namespace = namespace
+        self._workdir = workdir
+        self._scanned = scanned
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._scanned:
+            return self._workdir.read(name, self._scanned[name])
+        return self._namespace[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._namespace
+        yield from self._scanned
+
+    def __len__(self) -> int:
+        return len(self._namespace) + len(self._scanned)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._scanned or name in self._namespace
