@@ -49,6 +49,14 @@ def test_piped_statements_are_one_step_each() -> None:
     assert Command("undo") in steps and steps[-1] == "x"
 
 
+def test_piped_input_splits_where_a_reader_would() -> None:
+    assert steps_of("n = 1; print(n)\nx = 2\n") == ["n = 1; print(n)", "x = 2"]
+    inside = steps_of('s = """\n:undo\n"""\nprint(s)\n:undo\n')  # a string, then a command
+    assert inside == ['s = """\n:undo\n"""', "print(s)", Command("undo")]
+    # A syntax error: the statements before it are steps; the rest is one (it fails alone).
+    assert steps_of("a = 1\nb = 2 +\nc = 3\n") == ["a = 1", "b = 2 +\nc = 3"]
+
+
 def test_repl_on_piped_input_snapshots_every_statement(tmp_path: Path) -> None:
     done = stashdb_cli(tmp_path, "repl", "--branch", "try-1", stdin=SCRIPT)
     assert done.returncode == 0, done.stderr

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import stashdb
+from conftest import last_json, postgres_schema, postgres_url, run_python
 from stashdb.session.files import FILE
-from tests.conftest import last_json, postgres_schema, postgres_url, run_python
 
 KINDS = """
 import json, collections

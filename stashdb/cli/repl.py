@@ -16,6 +16,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stashdb.cli.app import err, out
 from stashdb.errors import SessionError, StashError
@@ -41,12 +42,16 @@ class Command:
 
 
 def steps_of(text: str) -> list[str | Command]:
-    """Piped input as steps: each top-level statement, and each ``:command`` line."""
+    """Piped input as steps: its top-level statements, and its ``:command`` lines.
+
+    Statements that share a line (``n += 1; print(n)``) are one step. A line
+    ``:undo`` inside an open string or bracket is code, not a command.
+    """
     found: list[str | Command] = []
     block: list[str] = []
     for line in [*text.splitlines(), None]:
         command = _COMMAND.match(line) if line is not None else None
-        if line is not None and command is None:
+        if line is not None and (command is None or _open("\n".join(block))):
             block.append(line)
             continue
         found += _statements("\n".join(block))
@@ -56,20 +61,40 @@ def steps_of(text: str) -> list[str | Command]:
     return found
 
 
+def _open(source: str) -> bool:
+    """Whether ``source`` stops inside a string or bracket (the next line continues it)."""
+    try:
+        return codeop.compile_command(source, symbol="exec") is None
+    except (SyntaxError, OverflowError, ValueError):
+        return False
+
+
 def _statements(source: str) -> list[str]:
+    """The top-level statements of ``source``, each with the lines it spans."""
     if not source.strip():
         return []
+    lines = source.splitlines()
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        return [source]  # the session reports the error, with its line
-    lines = source.splitlines()
-    statements = []
+    except SyntaxError as exc:
+        # The statements before the broken one run; the rest is one step, whose
+        # error the session reports with its line.
+        before = "\n".join(lines[: (exc.lineno or 1) - 1])
+        try:
+            ast.parse(before)
+        except SyntaxError:
+            return [source]
+        rest = "\n".join(lines[(exc.lineno or 1) - 1 :])
+        return [*_statements(before), rest]
+    spans: list[list[int]] = []
     for node in tree.body:
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         last = node.end_lineno or node.lineno
-        statements.append("\n".join(lines[first - 1 : last]))
-    return statements
+        if spans and first <= spans[-1][1]:  # on a line the previous one ends on
+            spans[-1][1] = max(spans[-1][1], last)
+        else:
+            spans.append([first, last])
+    return ["\n".join(lines[first - 1 : last]) for first, last in spans]
 
 
 class _Repl:
@@ -149,7 +174,16 @@ def run_repl(
     isolated: bool = True,
 ) -> int:
     """Run the REPL until end of input; returns the exit status (1: a step failed, piped)."""
-    with Session(repo, branch, timeout=timeout, workdir=workdir, isolated=isolated) as session:
+    settings: dict[str, Any] = {"timeout": timeout, "isolated": isolated}
+    if workdir is not None:
+        settings["workdir"] = workdir
+    ref = repo.storage.reader.find_ref(branch) if branch is not None else None
+    if branch is not None and ref is not None and ref.kind == "branch":
+        # As Session.resume: the working directory the session was started with.
+        opened = Session.resume(branch, repo, **settings)
+    else:
+        opened = Session(repo, branch, **settings)
+    with opened as session:
         repl = _Repl(session)
         if sys.stdin.isatty():
             steps = session.execution_count

@@ -149,7 +149,7 @@ def repl(
     Statements can be piped on stdin: each top-level statement is one step.
     :undo, :log and :help are commands; Ctrl-D ends (the state stays on the branch).
 
-    Example: echo 'x = 41 + 1' | stashdb repl --branch try-1
+    Example: stashdb repl --branch try-1 < steps.py
     """
     from stashdb.cli.repl import run_repl
 

@@ -23,6 +23,8 @@ from stashdb.session.results import ExecutionResult
 __all__ = ["AsyncSession"]
 
 _T = TypeVar("_T")
+#: Seconds a cancelled execution's code has to stop after KeyboardInterrupt.
+_CANCEL_GRACE = 2.0
 
 
 class AsyncSession:
@@ -55,6 +57,9 @@ class AsyncSession:
             async with self._starting:
                 if self._session is None:
                     self._session = await asyncio.to_thread(self._make)
+                    if self._closed:  # close() came while it started
+                        await asyncio.to_thread(self._session.close)
+                        raise SessionClosed(self.branch)
         self._session._loop = asyncio.get_running_loop()
         return self._session
 
@@ -77,9 +82,22 @@ class AsyncSession:
         return self._session.execution_count if self._session is not None else 0
 
     async def execute(self, code: str, *, timeout: float | None = None) -> ExecutionResult:
-        """See `Session.execute`."""
+        """See `Session.execute`. Cancelled, it interrupts the code (kills it if need be)."""
         session = await self._started()
-        return await self._run(session.execute, code, timeout=timeout)
+        running = asyncio.ensure_future(asyncio.to_thread(session.execute, code, timeout=timeout))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # The thread cannot be cancelled; the code can: KeyboardInterrupt in it,
+            # then, past a grace, the worker killed (the session recovers).
+            session.interrupt()
+            done, _ = await asyncio.wait({running}, timeout=_CANCEL_GRACE)
+            if not done:
+                session.interrupt(kill=True)
+                await asyncio.wait({running})
+            if not running.cancelled():
+                running.exception()  # seen: no "never retrieved" warning
+            raise
 
     async def commit(self, message: str = "") -> Commit:
         """See `Session.commit`."""
@@ -126,7 +144,7 @@ class AsyncSession:
         return await self._run((await self._started()).history, name)
 
     async def close(self) -> None:
-        """See `Session.close`."""
+        """See `Session.close` (a busy worker is killed, not waited for)."""
         self._closed = True
         if self._session is not None:
             await self._run(self._session.close)

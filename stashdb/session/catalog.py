@@ -24,6 +24,7 @@ __all__ = ["RESET", "STARTED", "SessionRecord", "executions_so_far", "find", "re
 PREFIX = "session:"
 #: Messages of the commits a session makes itself (the executions' are "[N] code").
 STARTED = "session started"
+FOUND_FILES = "the working directory's files, as the session found them"
 RESET = "session reset"
 _EXECUTION = re.compile(r"^\[(\d+)\]")
 

@@ -9,8 +9,12 @@ costs a ``stat`` per file. Files past the size limits become skipped entries
 (they could lead out of the directory): they are skipped, said so.
 
 Restoring writes each file whose content differs (atomically), and removes
-the files the state the directory was in held that the target lacks; files
-no state ever held are left alone, as git leaves untracked files.
+the files the state the directory was in held that the target lacks, and
+those the code made since the last snapshot; files no state ever held are
+left alone, as git leaves untracked files (but after a crash: then the
+directory is made exactly the last good state's). A file name that is not a
+plain path inside the directory (``file:../x``, ``file:/etc/x``: a state from
+elsewhere) is neither written nor removed.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class Workdir:
         self.rules = rules
         #: ``{entry name: stat}`` of the files as the last snapshot or restore left them.
         self._seen: dict[str, _Stat] = {}
+        self._known = False  # whether _seen says anything yet
 
     def scan(self) -> dict[str, os.stat_result | str]:
         """Every file of the directory by entry name: its stat, or why it is not stored."""
@@ -141,27 +146,33 @@ class Workdir:
     def snapshotted(self, scanned: Mapping[str, os.stat_result | str]) -> None:
         """The files are as ``scanned`` says in the snapshot just made."""
         self._seen = {n: _stat_key(st) for n, st in scanned.items() if not isinstance(st, str)}
-
-    def forget(self) -> None:
-        """Nothing is known: the next snapshot reads every file."""
-        self._seen = {}
+        self._known = True
 
     def read(self, name: str, st: os.stat_result | str) -> bytes | Unstorable:
         """The bytes of file ``name`` (an `Unstorable` when it cannot be stored or read)."""
         if isinstance(st, str):
             return Unstorable(st)
         try:
-            return (self.root / name[len(FILE):]).read_bytes()
-        except OSError as exc:
+            return self._path(name).read_bytes()
+        except (OSError, _NotWritten) as exc:
             return Unstorable(f"the file could not be read: {exc}")
 
     def restore(
-        self, target: Commit, current: Commit | None, values: Mapping[str, Any]
+        self,
+        target: Commit,
+        current: Commit | None,
+        values: Mapping[str, Any],
+        *,
+        exact: bool = False,
     ) -> list[str]:
         """Make the directory hold ``target``'s files; returns the warnings.
 
-        ``current`` is the state the directory is in (its files that the target
-        lacks are removed); ``values`` gives a file entry's bytes when read.
+        Removed: the files of ``current`` (the state the directory was in) that
+        the target lacks, and the files made since the last snapshot (the
+        session's own unsaved writes, when it is known which). With ``exact``
+        (after a crash) every file the target lacks goes; without, files no
+        state ever held are left alone, as git leaves untracked files.
+        ``values`` gives a file entry's bytes when read.
         """
         warnings: list[str] = []
         wanted = {e.name: e for e in target.entries if is_file_entry(e.name)}
@@ -173,17 +184,22 @@ class Workdir:
             if self._unchanged(name, entry, held, scanned):
                 continue
             try:
-                data = values[name]
-                self._write(name, data)
+                self._write(name, values[name])
             except Exception as exc:  # one file must not stop the others
                 warnings.append(f"file {name[len(FILE):]} was not restored: {exc}")
-        for name, entry in held.items():
-            if name not in wanted and entry.kind != "skipped":
-                path = self.root / name[len(FILE):]
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError as exc:
-                    warnings.append(f"file {name[len(FILE):]} was not removed: {exc}")
+        gone = {n for n, e in held.items() if n not in wanted and e.kind != "skipped"}
+        if exact:
+            gone |= {n for n in scanned if n not in wanted}
+        elif self._known:
+            gone |= {n for n in scanned if n not in wanted and n not in held
+                     and n not in self._seen}
+        for name in sorted(gone):
+            try:
+                path = self._path(name)
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+            except (OSError, _NotWritten) as exc:
+                warnings.append(f"file {name[len(FILE):]} was not removed: {exc}")
         self.snapshotted(self.scan())
         return warnings
 
@@ -200,13 +216,35 @@ class Workdir:
             and self._seen.get(name) == _stat_key(st)
         )
 
+    def _path(self, name: str) -> Path:
+        """Where file entry ``name`` lives; refused unless plainly inside the directory.
+
+        A state from elsewhere (a bundle, a store someone else writes) may
+        name ``file:/etc/x`` or ``file:../x``, or a directory here may be a
+        link out: such a name is neither written nor removed.
+        """
+        relative = name[len(FILE):]
+        parts = relative.split("/")
+        if (
+            not relative or "\\" in relative or "\0" in relative
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise _NotWritten("its path is not a plain path inside the working directory")
+        path = self.root.joinpath(*parts)
+        if not path.parent.resolve().is_relative_to(self.root):
+            raise _NotWritten("its path leads out of the working directory")
+        return path
+
     def _write(self, name: str, data: Any) -> None:
         if not isinstance(data, (bytes, bytearray)):
             raise _NotWritten(f"its entry holds a {type(data).__name__}, not bytes")
-        path = self.root / name[len(FILE):]
-        if not path.resolve().is_relative_to(self.root):
-            raise _NotWritten("its path leads out of the working directory")
+        path = self._path(name)
+        if path.is_symlink():
+            path.unlink()  # replaced by the file, never written through
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.resolve().is_relative_to(self.root):
+            raise _NotWritten("its path leads out of the working directory")
+
         def write(temporary: str) -> None:
             Path(temporary).write_bytes(data)
 

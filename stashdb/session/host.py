@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterable
@@ -121,14 +122,17 @@ class Session:
         self.execution_count = 0
         self._lock = threading.RLock()
         self._closed = False
+        self._closing = False
         self._undo: list[str] = []  # the state before each step, newest last
         self._warnings: list[str] = []  # said by the next result
         self._loop: asyncio.AbstractEventLoop | None = None  # set by AsyncSession
         self.repo.check_branch(self.branch)
-        self.head = self._start_branch()
+        self.head, new = self._start_branch()
         self._record = catalog.record(self.repo, self.branch, self.workdir)
         self._runner: Runner | None = None
-        self._runner = self._new_runner(self.head)
+        self._runner = self._new_runner(self.head, restore=not new)
+        if new and self.workdir is not None:  # the files it found are where undo ends
+            self.head = self._ask("commit", message=catalog.FOUND_FILES)[0]
 
     # -- starting -----------------------------------------------------------------------
 
@@ -154,25 +158,30 @@ class Session:
                 settings["workdir"] = recorded.workdir
         return cls(opened, branch, **settings)
 
-    def _start_branch(self) -> str:
-        """The commit the state starts from: the branch's tip, or a new empty root."""
+    def _start_branch(self) -> tuple[str, bool]:
+        """The commit the state starts from (the branch's tip, or a new empty root); new?"""
         ref = self.repo.storage.reader.find_ref(self.branch)
         if ref is not None:
             self.execution_count = catalog.executions_so_far(self.repo, self.branch)
-            return ref.commit_id
-        return self.repo.commit_manifest((), catalog.STARTED, branch=self.branch, root=True).id
+            return ref.commit_id, False
+        root = self.repo.commit_manifest((), catalog.STARTED, branch=self.branch, root=True)
+        return root.id, True
 
-    def _config(self, base: str | None) -> WorkerConfig:
+    def _config(self, base: str | None, restore: bool, exact_files: bool) -> WorkerConfig:
         return WorkerConfig(
             url=self.repo.url, lock_timeout=self.repo.lock_timeout, branch=self.branch,
-            base=base, workdir=self.workdir, rules=self.rules,
+            base=base, restore=restore, exact_files=exact_files,
+            workdir=self.workdir, rules=self.rules,
             callbacks=tuple((c.name, c.description) for c in self.callbacks.values()),
             memory_limit=self.memory_limit, cwd=os.getcwd(),
             sys_path=tuple(p for p in sys.path if p),
         )
 
-    def _new_runner(self, base: str | None) -> Runner:
-        config = self._config(base)
+    def _new_runner(
+        self, base: str | None, *, restore: bool = True, exact_files: bool = False
+    ) -> Runner:
+        """A runner whose state is ``base``: restored (resume, recovery) or taken as it is."""
+        config = self._config(base, restore, exact_files)
         runner: Runner
         if self.isolated:
             runner = WorkerRunner(config, self._answer_call)
@@ -185,7 +194,7 @@ class Session:
         self._warnings += value[1]
         return runner
 
-    def _answer_call(self, name: str, payload: bytes) -> tuple[bool, bytes]:
+    def _answer_call(self, name: str, payload: bytes) -> tuple[bool, bytes, BaseException | None]:
         return answer_call(self.callbacks, name, payload, self._loop)
 
     # -- running code -------------------------------------------------------------------
@@ -263,18 +272,20 @@ class Session:
         if self._runner is not None:
             self._runner.kill()
         self._runner = None
+        if self._closing:  # killed by close(): no new worker
+            raise SessionClosed(self.branch)
         commit = self.repo.show(self.head)
         self._warnings.append(
             f"{why}; the state was restored from commit {commit.short_id}, the last successful "
             "execution's"
         )
-        self._runner = self._new_runner(self.head)
+        self._runner = self._new_runner(self.head, exact_files=True)
 
     def _live_runner(self) -> Runner:
         if self._closed:
             raise SessionClosed(self.branch)
         if self._runner is None:  # a recovery failed earlier (store away): try again
-            self._runner = self._new_runner(self.head)
+            self._runner = self._new_runner(self.head, exact_files=True)
         return self._runner
 
     def _ask(self, op: str, **arguments: Any) -> Any:
@@ -321,7 +332,7 @@ class Session:
             if self._runner is not None:
                 self._runner.close()
             self._runner = None
-            self._runner = self._new_runner(None)
+            self._runner = self._new_runner(self.head, restore=False)
             self.head = self._ask("clear", message=catalog.RESET)
             self.execution_count = 0
             self._undo.append(before)
@@ -408,11 +419,23 @@ class Session:
     def fork(self, branch: str | None = None, **settings: Any) -> Session:
         """A new session starting from this state, on a new branch (no value is copied).
 
-        ``settings`` are those of `Session`; by default, this session's.
+        ``settings`` are those of `Session`; by default, this session's, but for
+        the working directory: two sessions never share one, so a fork of a
+        session with files gets a new temporary directory (``workdir=`` to say
+        where), holding the same files.
 
         Raises:
             RefExists: the branch exists.
+            InvalidArguments: ``workdir`` is this session's own.
         """
+        given = settings.get("workdir")
+        if self.workdir is not None and given is not None and workdir_of(given) == self.workdir:
+            raise InvalidArguments(
+                f"the fork cannot share this session's working directory {self.workdir}: "
+                "give it another"
+            )
+        if self.workdir is not None and "workdir" not in settings:
+            settings["workdir"] = tempfile.mkdtemp(prefix="stashdb-fork-")
         with self._lock:
             commit_id, warnings = self._ask("commit", message="fork")
             self.head = commit_id
@@ -422,7 +445,7 @@ class Session:
             mine = {
                 "isolated": self.isolated, "timeout": self.timeout,
                 "memory_limit": self.memory_limit, "callbacks": self.callbacks_given(),
-                "workdir": self.workdir, "autocommit": self.autocommit,
+                "autocommit": self.autocommit,
                 "max_file_size": self.rules.max_file_size,
                 "max_total_size": self.rules.max_total_size, "ignore": self.rules.ignore,
             }
@@ -455,20 +478,43 @@ class Session:
 
     # -- the end ------------------------------------------------------------------------
 
+    def interrupt(self, *, kill: bool = False) -> None:
+        """Interrupt the code running now, from another thread: it sees KeyboardInterrupt.
+
+        With ``kill`` the worker is killed instead (the running `execute` raises
+        `WorkerCrashed`, the session back at its last state). In-process there is
+        no worker to signal: nothing happens.
+        """
+        runner = self._runner
+        if isinstance(runner, WorkerRunner):
+            if kill:
+                runner.handle.kill()
+            else:
+                runner.handle.interrupt()
+
     def close(self) -> None:
-        """Stop the worker; the state stays on the branch (`resume` opens it again)."""
-        with self._lock:
+        """Stop the worker; the state stays on the branch (`resume` opens it again).
+
+        A worker busy with an execution (in another thread) is killed, not waited for.
+        """
+        if not self._lock.acquire(blocking=False):
+            self._closing = True
+            self.interrupt(kill=True)
+            self._lock.acquire()
+        try:
             if self._closed:
                 return
             self._closed = True
             if self._runner is not None:
                 self._runner.close()
                 self._runner = None
+        finally:
+            self._lock.release()
 
     @property
     def closed(self) -> bool:
-        """Whether `close` was called."""
-        return self._closed
+        """Whether `close` was called (and has begun: a busy worker is being stopped)."""
+        return self._closed or self._closing
 
     def __enter__(self) -> Session:
         return self

@@ -27,6 +27,8 @@ class WorkerConfig:
     lock_timeout: float
     branch: str
     base: str | None  # the commit whose state the worker starts in (None: empty)
+    restore: bool  # restore base (resume, recovery), or take it as the empty start
+    exact_files: bool  # after a crash: the working directory exactly as base has it
     workdir: str | None
     rules: FileRules
     callbacks: tuple[tuple[str, str], ...]  # (name, description)

@@ -7,6 +7,7 @@ can do: be killed at a timeout, crash alone, keep a memory limit.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -50,9 +51,10 @@ class WorkerTimedOut(Exception):
 
 
 class CallHandler(Protocol):
-    """Answers a callback's call: ``(ok, dill-pickled result or exception)``."""
+    """Answers a callback's call: ``(ok, dill-pickled result or exception, to raise here)``."""
 
-    def __call__(self, name: str, payload: bytes) -> tuple[bool, bytes]: ...
+    def __call__(self, name: str, payload: bytes) -> tuple[bool, bytes, BaseException | None]:
+        ...
 
 
 class Runner(Protocol):
@@ -83,6 +85,7 @@ class WorkerRunner:
 
     def __init__(self, config: WorkerConfig, on_call: CallHandler) -> None:
         self._on_call = on_call
+        self._calls: concurrent.futures.ThreadPoolExecutor | None = None
         self.handle: WorkerHandle = ForkServer.shared().spawn()
         self.pid: int | None = self.handle.pid
         self.handle.conn.send(("start", config))
@@ -108,6 +111,11 @@ class WorkerRunner:
         return self._answer(None if timeout is None else time.monotonic() + timeout)
 
     def _answer(self, deadline: float | None) -> Any:
+        """The worker's reply; its callbacks' calls answered meanwhile, within ``deadline``.
+
+        ``("ran", None)`` says the code has ended and the commit begins: the
+        deadline is the code's, so it stops there.
+        """
         conn = self.handle.conn
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -121,13 +129,36 @@ class WorkerRunner:
                 message = conn.recv()
             except (EOFError, OSError):
                 raise WorkerDied(self.handle.exit_code()) from None
+            if message[0] == "ran":
+                deadline = None
+                continue
             if message[0] != "call":
                 return message
-            ok, payload = self._on_call(message[1], message[2])
+            ok, payload, interrupt = self._call(message[1], message[2], deadline)
             try:
                 conn.send(("return", ok, payload))
             except OSError:
                 raise WorkerDied(self.handle.exit_code()) from None
+            if interrupt is not None:
+                raise interrupt
+
+    def _call(
+        self, name: str, payload: bytes, deadline: float | None
+    ) -> tuple[bool, bytes, BaseException | None]:
+        """Answer one callback's call; a call still running at the deadline is a timeout."""
+        if deadline is None:
+            return self._on_call(name, payload)
+        if self._calls is None:
+            self._calls = concurrent.futures.ThreadPoolExecutor(1, "stashdb-callback")
+        running = self._calls.submit(self._on_call, name, payload)
+        try:
+            return running.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            # The callback goes on in its thread (a thread cannot be stopped); its
+            # answer is dropped, and the worker is killed by the caller.
+            self._calls.shutdown(wait=False)
+            self._calls = None
+            raise WorkerTimedOut from None
 
     def request_with_file(
         self, op: str, arguments: dict[str, Any], data: bytes | bytearray | memoryview
@@ -178,6 +209,10 @@ class WorkerRunner:
         self.handle.close()
 
 
+#: Held by an in-process execution (and restore): see `LocalRunner.request`.
+_IN_PROCESS = threading.RLock()
+
+
 class _Alarm(BaseException):
     """An in-process execution's timeout, raised in its code by SIGALRM."""
 
@@ -200,12 +235,17 @@ class LocalRunner:
         self._workdir = config.workdir
         namespace = types.ModuleType("__main__").__dict__
         workdir = Workdir(config.workdir, config.rules) if config.workdir else None
+        self._timeout: float | None = None
         self.runtime = Runtime(
             repo, config.branch, namespace, callbacks=proxies, workdir=workdir,
-            output=StreamCapture(),
+            output=StreamCapture(), guard=lambda: _alarm(self._timeout),
         )
-        with self._in_workdir():
-            warnings = self.runtime.restore(config.base)[1] if config.base else []
+        warnings: list[str] = []
+        with _IN_PROCESS, self._in_workdir():
+            if config.base is not None and config.restore:
+                warnings = self.runtime.restore(config.base, exact_files=config.exact_files)[1]
+            elif config.base is not None:
+                self.runtime.adopt(config.base)
         self.start_reply = ("done", (None, warnings))
 
     @contextlib.contextmanager
@@ -227,14 +267,19 @@ class LocalRunner:
             WorkerTimedOut: the code ran past ``timeout``.
         """
         runtime = self.runtime
-        with self._in_workdir():
+        # One in-process execution at a time in a process: they share its current
+        # directory, sys.stdout and SIGALRM.
+        with _IN_PROCESS, self._in_workdir():
             try:
                 if op == "execute":
-                    with _alarm(timeout):
+                    self._timeout = timeout  # the alarm rings in the code, not in the commit
+                    try:
                         result = runtime.execute(
                             arguments["code"], arguments["count"],
                             autocommit=arguments["autocommit"],
                         )
+                    finally:
+                        self._timeout = None
                     if result.error is not None and result.error.type == _Alarm.__name__:
                         raise WorkerTimedOut
                     return ("done", result)
@@ -292,24 +337,31 @@ def in_main_thread() -> bool:
 
 def answer_call(
     callbacks: dict[str, Callback], name: str, payload: bytes, loop: Any
-) -> tuple[bool, bytes]:
-    """Run the callback a worker asked for; its result or exception, pickled for the trip back."""
+) -> tuple[bool, bytes, BaseException | None]:
+    """Run the callback a worker asked for; its result or exception, pickled for the trip back.
+
+    Whatever the callback raises, an answer goes back (or host and worker would
+    no longer agree on whose turn it is); a Ctrl-C that came during it is raised
+    here too, once the worker has its answer.
+    """
     callback = callbacks.get(name)
     if callback is None:
-        return False, dill.dumps(CallbackError(name, "the host has no callback of that name"))
+        return False, dill.dumps(CallbackError(name, "the host has no callback of that name")), None
     try:
         args, kwargs = dill.loads(payload)
         value = run_callback(callback, args, kwargs, loop)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit, CancelledError too: the code gets them
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
         try:
-            return False, dill.dumps(exc)
+            return False, dill.dumps(exc), interrupt
         except Exception:
-            return False, dill.dumps(CallbackError(name, f"{type(exc).__name__}: {exc}"))
+            failed = CallbackError(name, f"{type(exc).__name__}: {exc}")
+            return False, dill.dumps(failed), interrupt
     try:
-        return True, dill.dumps(value)
+        return True, dill.dumps(value), None
     except Exception as exc:
         return False, dill.dumps(CallbackError(
-            name, f"its result ({type(value).__name__}) cannot be sent to the worker: {exc}"))
+            name, f"its result ({type(value).__name__}) cannot be sent to the worker: {exc}")), None
 
 
 def workdir_of(path: str | os.PathLike[str] | None) -> str | None:

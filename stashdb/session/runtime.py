@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from stashdb.model import Commit, Skipped
 from stashdb.repo import KnownState, Repo
-from stashdb.session.files import StateView, Workdir, is_file_entry
+from stashdb.session.files import StateView, Unstorable, Workdir, is_file_entry
 from stashdb.session.interpreter import AWAITABLE, Interpreter, awaitable
 from stashdb.session.output import Captured
 from stashdb.session.results import ExecutionResult
@@ -61,6 +61,25 @@ def _is_state_name(name: str) -> bool:
     return not (name.startswith("__") and name.endswith("__"))
 
 
+class _WithFiles(Mapping[str, Any]):
+    """A namespace and the names of files carried unread from the last commit."""
+
+    def __init__(self, namespace: Mapping[str, Any], files: list[str]) -> None:
+        self._namespace, self._files = namespace, set(files)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._files:  # carried, never read; were it read, it would be a skip
+            return Unstorable("the file is not on this machine's disk")
+        return self._namespace[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._namespace
+        yield from self._files
+
+    def __len__(self) -> int:
+        return len(self._namespace) + len(self._files)
+
+
 class Runtime:
     """One session's namespace and files, executed in and committed on its branch.
 
@@ -99,13 +118,26 @@ class Runtime:
 
     # -- running code -------------------------------------------------------------------
 
-    def execute(self, code: str, count: int, *, autocommit: bool = True) -> ExecutionResult:
-        """Run ``code`` as execution ``count``; commit the state after it if it succeeded."""
+    def execute(
+        self,
+        code: str,
+        count: int,
+        *,
+        autocommit: bool = True,
+        ran: Callable[[], None] | None = None,
+    ) -> ExecutionResult:
+        """Run ``code`` as execution ``count``; commit the state after it if it succeeded.
+
+        ``ran`` is called when the code has ended, before the commit (a
+        worker tells its host: the execution's timeout stops there).
+        """
         self.tracker.before()
         started = time.perf_counter()
         with self.output.capture() as captured, self.guard():
             outcome = self.interpreter.run(code, f"<execution {count}>")
         duration = time.perf_counter() - started
+        if ran is not None:
+            ran()
         self._learn(code)
         commit_id: str | None = None
         warnings: list[str] = []
@@ -134,15 +166,21 @@ class Runtime:
         """
         base = None if self.everything_dirty else self.base
         changed = set(self.dirty)
+        if base is None and self.base is not None:
+            base = self.base  # every name is captured again, against the last commit
+            changed = set(self.namespace)
         view: Mapping[str, Any] = self.namespace
         scanned = None
         if self.workdir is not None:
             scanned = self.workdir.scan()
             changed |= self.workdir.changes(scanned)
             view = StateView(self.namespace, self.workdir, scanned)
-        if base is None and self.base is not None:
-            base = self.base  # every name is captured again, against the last commit
-            changed = set(view)
+        elif self.base is not None:
+            # No working directory here (resumed elsewhere): the state's files
+            # are carried as they are, never dropped for not being on this disk.
+            view = _WithFiles(self.namespace, [
+                e.name for e in self.base.entries if is_file_entry(e.name)
+            ])
         made = self.repo.commit_changes(
             base, changed, message, namespace=view, branch=self.branch
         ) if base is not None else self.repo.commit(message, namespace=view, branch=self.branch)
@@ -183,14 +221,27 @@ class Runtime:
         commit = self.repo.add_bundle(bundle, branch=self.branch, message=message)
         return self.restore(commit.id, source=BundleObjects(bundle))
 
+    def adopt(self, commit_id: str) -> None:
+        """Take commit ``commit_id`` as the state without restoring it (a new session's start)."""
+        self.base = self.repo.show(commit_id)
+        self.dirty, self.everything_dirty = set(), False
+        self.tracker.before()
+
     def restore(
-        self, commit_id: str, *, message: str | None = None, source: ObjectSource | None = None
+        self,
+        commit_id: str,
+        *,
+        message: str | None = None,
+        source: ObjectSource | None = None,
+        exact_files: bool = False,
     ) -> tuple[str, list[str]]:
         """Make the state that of commit ``commit_id``; with ``message``, commit it as the tip.
 
         The session owns its namespace: names the target lacks are removed,
         but for the names it could not store, which keep their live values.
-        ``source`` is where the values are read (default: the store).
+        ``source`` is where the values are read (default: the store);
+        ``exact_files``: the working directory is made to hold the target's
+        files and no other (after a crash: the dead code's writes go).
         Returns the commit the state now equals, and the warnings.
         """
         target = self.repo.show(commit_id)
@@ -212,9 +263,16 @@ class Runtime:
                 "gone (they could not be stored, so no state holds them): "
                 + ", ".join(f"{s.name} ({s.type_name})" for s in lost)
             )
+        files = [e for e in target.entries if is_file_entry(e.name)]
         if self.workdir is not None:
             values = Snapshot(source, target) if source is not None else self.repo.at(target)
-            warnings += self.workdir.restore(target, self.base, values)
+            warnings += self.workdir.restore(target, self.base, values, exact=exact_files)
+        elif files:
+            warnings.append(
+                f"the state holds {len(files)} files, and this session has no working "
+                "directory: they stay in the state, written nowhere (give workdir= to have "
+                "them on disk)"
+            )
         self.base = target
         self.dirty = {f.name for f in report.failed}
         self.everything_dirty = False

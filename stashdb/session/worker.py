@@ -24,6 +24,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from multiprocessing import reduction
@@ -38,6 +39,7 @@ from stashdb.session import callbacks as host_callbacks
 from stashdb.session.files import Workdir
 from stashdb.session.output import DescriptorCapture
 from stashdb.session.protocol import WorkerConfig
+from stashdb.session.results import ExecutionResult
 from stashdb.session.runtime import Runtime
 from stashdb.workspace.environment import origin
 
@@ -103,6 +105,18 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
+def _out_of_memory(result: ExecutionResult) -> bool:
+    """Whether the code's MemoryError came from a failed allocation, not its own ``raise``.
+
+    A failed allocation raises ``MemoryError()`` with no message (numpy's says
+    "Unable to allocate …"); code that raises one itself usually says why.
+    """
+    error = result.error
+    return error is not None and error.type in ("MemoryError", "_ArrayMemoryError") and (
+        error.message == "" or error.message.startswith("Unable to allocate")
+    )
+
+
 def _address_space() -> int:
     """This process's virtual memory size in bytes (what RLIMIT_AS limits)."""
     with open("/proc/self/statm") as statm:
@@ -122,6 +136,8 @@ class _Worker:
             for name, description in config.callbacks
         }
         host_callbacks.install(proxies)
+        self._talk = threading.Lock()  # one message at a time (threads call callbacks)
+        self._executing = False
         repo = Repo.open(config.url, lock_timeout=config.lock_timeout)
         workdir = Workdir(config.workdir, config.rules) if config.workdir else None
         self.runtime = Runtime(
@@ -136,8 +152,12 @@ class _Worker:
         if self.config.memory_limit is not None:
             self.limit = _address_space() + self.config.memory_limit
         warnings: list[str] = []
-        if self.config.base is not None:
-            _, warnings = self.runtime.restore(self.config.base)
+        if self.config.base is not None and self.config.restore:
+            _, warnings = self.runtime.restore(
+                self.config.base, exact_files=self.config.exact_files
+            )
+        elif self.config.base is not None:
+            self.runtime.adopt(self.config.base)
         return warnings
 
     def loop(self) -> int:
@@ -154,18 +174,21 @@ class _Worker:
                 reply = self._handle(op, arguments)
             except BaseException as exc:  # a store error, say: the host raises it
                 reply = ("failed", _portable(exc))
-            _send(self.conn, reply)
+            with self._talk:
+                _send(self.conn, reply)
 
     def _handle(self, op: str, arguments: dict[str, Any]) -> tuple[str, Any]:
         runtime = self.runtime
         if op == "execute":
-            result = runtime.execute(
-                arguments["code"], arguments["count"], autocommit=arguments["autocommit"]
-            )
-            if (
-                self.limit is not None and result.error is not None
-                and result.error.type == "MemoryError"
-            ):
+            self._executing = True
+            try:
+                result = runtime.execute(
+                    arguments["code"], arguments["count"], autocommit=arguments["autocommit"],
+                    ran=self._ran,
+                )
+            finally:
+                self._executing = False
+            if self.limit is not None and _out_of_memory(result):
                 return ("memory", result)
             return ("done", result)
         if op == "commit":
@@ -208,14 +231,29 @@ class _Worker:
                 resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+    def _ran(self) -> None:
+        """The code has ended: the host stops the execution's clock (the commit is ours)."""
+        with self._talk:
+            _send(self.conn, ("ran", None))
+
     def _call_host(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A callback's call: the arguments cross to the host, the answer comes back."""
+        """A callback's call: the arguments cross to the host, the answer comes back.
+
+        One call at a time, from any of the code's threads; only while an
+        execution runs (between executions the host is not listening).
+        """
         try:
             payload = dill.dumps((args, kwargs))
         except Exception as exc:
             raise CallbackError(name, f"its arguments cannot be sent to the host: {exc}") from None
-        self.conn.send(("call", name, payload))
-        op, ok, answer = self.conn.recv()
+        with self._talk:
+            if not self._executing:
+                raise CallbackError(
+                    name, "called between executions (from a thread that outlived one); "
+                    "callbacks answer while an execution runs"
+                )
+            self.conn.send(("call", name, payload))
+            op, ok, answer = self.conn.recv()
         assert op == "return"
         value = dill.loads(answer)
         if ok:

@@ -10,10 +10,11 @@ is specified in docs/format.md ("Bundles").
 Reading checks before anything is stored: the magic and version, that the
 bytes end where the records say (a truncated bundle is refused), the digest
 of the whole (an altered byte is refused), that each object's id is the id
-of its chunk layout, and that each commit's id is the id of its contents.
-and that each chunk's bytes are the bytes its id names (format rule 5), so
-nothing in a store ever holds what its id does not say. The digest is xxh3-128: it catches damage,
-not an attacker, who could compute it too (signatures: the trust issue).
+of its chunk layout, that each commit's id is the id of its contents, and
+that each chunk's bytes are the bytes its id names (format rule 5), so
+nothing in a store ever holds what its id does not say. The digest is
+xxh3-128: it catches damage, not an attacker, who could compute it too
+(signatures: the trust issue).
 """
 
 from __future__ import annotations
@@ -138,26 +139,45 @@ def read_bundle(data: bytes | memoryview) -> Bundle:
     Raises:
         BadBundle: not a bundle, another version, truncated, altered, or inconsistent.
     """
-    view = memoryview(data).cast("B")
+    try:
+        return _read(memoryview(data).cast("B"))
+    except BadBundle:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError, StopIteration,
+            OverflowError, RecursionError, struct.error) as exc:
+        # A bundle whose digest holds (anyone can compute one) but whose insides
+        # are not what a stashdb writes.
+        raise BadBundle(f"its records are not what a stashdb writes ({exc!r})") from None
+
+
+def _read(view: memoryview) -> Bundle:
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise BadBundle("it does not start like a stashdb bundle")
     if len(view) <= len(MAGIC) or view[len(MAGIC)] != VERSION:
         found = view[len(MAGIC)] if len(view) > len(MAGIC) else None
         raise BadBundle(f"it is bundle version {found}; this stashdb reads version {VERSION}")
     records = list(_records(view, len(MAGIC) + 1))
+    if not records:
+        raise BadBundle("it is truncated: it has no records")
     kind, end_at, digest = records[-1]
     if kind != _END:
         raise BadBundle("it is truncated: its last record is missing")
     if xxhash.xxh3_128_digest(view[:end_at]) != bytes(digest):
         raise BadBundle("its bytes do not match its digest: it was altered or damaged")
-    header = _json(next(p for k, _, p in records if k == _HEADER))
-    objects = [_object_of(o) for o in _json(next(p for k, _, p in records if k == _OBJECTS))]
+    kinds = [k for k, _, _ in records]
+    if (kinds[:2] != [_HEADER, _OBJECTS] or kinds.count(_END) != 1
+            or set(kinds[2:-1]) - {_CHUNKS}):
+        raise BadBundle("its records are not in the order of a bundle")
+    header = _json(records[0][2])
+    objects = [_object_of(o) for o in _json(records[1][2])]
     chunks = [_chunk_of(p) for k, _, p in records if k == _CHUNKS]
     try:
         raw_commits = list(header["commits"])
         times = [float(c["time"]) for c in raw_commits]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadBundle(f"its header is not complete ({exc})") from None
+    if header.get("bundle") != VERSION or header.get("kind") != "state":
+        raise BadBundle(f"its header is not a version {VERSION} state")
     bundle = Bundle(str(header.get("kind")), [_commit_of(c) for c in raw_commits],
                     objects, chunks)
     _check(bundle, times)
@@ -268,6 +288,8 @@ def _chunk_of(payload: memoryview) -> tuple[bytes, int, int, memoryview]:
     if len(payload) < _CHUNK.size:
         raise BadBundle("a chunk record is too short")
     cid, codec, raw_size = _CHUNK.unpack_from(payload)
+    if codec not in (chunking.CODEC_RAW, chunking.CODEC_ZSTD) or raw_size > chunking.CHUNK_SIZE:
+        raise BadBundle(f"chunk {cid.hex()[:16]} is not a chunk a stashdb writes")
     data = payload[_CHUNK.size :]  # a view of the bundle: not copied
     raw, damage = chunking.verify_chunk(cid, codec, data)
     if damage is not None or len(raw) != raw_size:
@@ -284,7 +306,17 @@ class _Row:
 
 def _check(bundle: Bundle, times: list[float]) -> None:
     """Every id in the bundle is the id of what it names (no unpickling)."""
+    raw_sizes = {cid: raw for cid, _, raw, _ in bundle.chunks}
     for obj in bundle.objects:
+        # Every part has at least one chunk: more parts than layout rows is a lie,
+        # and would allocate for nothing.
+        if not 1 <= obj.parts <= len(obj.layout):
+            raise BadBundle(f"object {obj.id.hex()[:16]} has {obj.parts} parts in "
+                            f"{len(obj.layout)} chunks")
+        for _, _, cid, size in obj.layout:
+            if raw_sizes.get(cid, size) != size:
+                raise BadBundle(f"object {obj.id.hex()[:16]} gives chunk {cid.hex()[:16]} "
+                                "another size than the chunk has")
         parts: list[list[bytes]] = [[] for _ in range(obj.parts)]
         sizes = [0] * obj.parts
         for part, _seq, cid, size in obj.layout:

@@ -120,10 +120,23 @@ def compressor() -> Any:
     return zstandard.ZstdCompressor(level=1)
 
 
+class _Oversized(ValueError):
+    """A compressed chunk that would decompress to more than a chunk holds."""
+
+
 def _decompress(data: bytes | memoryview) -> bytes:
+    """A chunk's bytes; never more than a chunk holds (a crafted frame may claim gigabytes)."""
     import zstandard
 
-    return zstandard.ZstdDecompressor().decompress(data)
+    declared = zstandard.frame_content_size(data)
+    if declared > CHUNK_SIZE:
+        raise _Oversized(f"a compressed chunk claims {declared:,} bytes")
+    if declared >= 0:
+        return zstandard.ZstdDecompressor().decompress(data)
+    raw = zstandard.ZstdDecompressor().stream_reader(data).read(CHUNK_SIZE + 1)
+    if len(raw) > CHUNK_SIZE:
+        raise _Oversized("a compressed chunk holds more than a chunk")
+    return raw
 
 
 def verify_chunk(
