@@ -120,7 +120,7 @@ def compressor() -> Any:
     return zstandard.ZstdCompressor(level=1)
 
 
-class _Oversized(ValueError):
+class _Oversized(Exception):
     """A compressed chunk that would decompress to more than a chunk holds."""
 
 
