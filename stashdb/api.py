@@ -272,10 +272,12 @@ def checkout(
     namespace: MutableMapping[str, Any] | None = None,
     repo: RepoLike = None,
     merge: bool = False,
+    trust: bool = False,
+    safe: bool = False,
 ) -> CheckoutReport:
     """Restore a snapshot into a namespace (default: the caller's globals). See `Repo.checkout`."""
     ns = namespace if namespace is not None else _caller_globals()
-    return open(repo).checkout(rev, only=only, namespace=ns, merge=merge)
+    return open(repo).checkout(rev, only=only, namespace=ns, merge=merge, trust=trust, safe=safe)
 
 
 def log(
@@ -305,9 +307,11 @@ def branch(name: str, rev: Rev = "HEAD", *, repo: RepoLike = None) -> Ref:
     return open(repo).branch(name, rev)
 
 
-def at(rev: Rev = "HEAD", *, repo: RepoLike = None) -> Snapshot:
+def at(
+    rev: Rev = "HEAD", *, repo: RepoLike = None, trust: bool = False, safe: bool = False
+) -> Snapshot:
     """A lazy read-only mapping of a snapshot. See `Repo.at`."""
-    return open(repo).at(rev)
+    return open(repo).at(rev, trust=trust, safe=safe)
 
 
 def history(name: str, *, repo: RepoLike = None, branch: str | None = None) -> list[Version]:

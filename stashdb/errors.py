@@ -20,6 +20,7 @@ __all__ = [
     "ExportError",
     "InvalidArguments",
     "InvalidRefName",
+    "KeyProblem",
     "MemoryLimitExceeded",
     "NameNotInNamespace",
     "NameNotInSnapshot",
@@ -41,8 +42,11 @@ __all__ = [
     "StoreNotFound",
     "StoreUnreachable",
     "StoreWriteError",
+    "TamperedData",
+    "UnsafeGlobal",
     "UnsavedValues",
     "UnsupportedFormat",
+    "UntrustedSnapshot",
     "VersionMismatchWarning",
     "WorkerCrashed",
     "WriteConflict",
@@ -236,6 +240,55 @@ class RestoreError(StashError):
         self.name = name
         self.reason = reason
         super().__init__(f"cannot restore {name!r}: {reason}")
+
+
+class UnsafeGlobal(RestoreError):
+    """Safe loading met a global outside its allow-list: the value was not loaded."""
+
+    def __init__(self, name: str, global_name: str) -> None:
+        self.global_name = global_name
+        super().__init__(
+            name,
+            f"safe loading refuses {global_name} (only plain data, numpy and pandas are "
+            "allowed); load it without safe=True only if you trust who wrote it",
+        )
+
+
+class UntrustedSnapshot(StashError):
+    """A commit is unsigned, or signed by a key that is not trusted here: nothing was unpickled."""
+
+    def __init__(self, commit_id: str, why: str, key_id: str | None = None) -> None:
+        self.commit_id = commit_id
+        self.why = why
+        self.key_id = key_id
+        super().__init__(
+            f"commit {commit_id[:8]} {why}; nothing was unpickled. Trust it only if you "
+            "trust who wrote the store: pass trust=True, add the writer's key with "
+            "`stashdb keys trust FILE`, or load only plain data with safe=True"
+        )
+
+
+class TamperedData(StashError):
+    """Stored data does not match what its signature covers: nothing of it was unpickled."""
+
+    def __init__(self, commit_id: str, what: str, name: str | None = None) -> None:
+        self.commit_id = commit_id
+        self.what = what
+        self.name = name
+        subject = f"{name!r} of commit {commit_id[:8]}" if name else f"commit {commit_id[:8]}"
+        super().__init__(
+            f"{subject}: {what}; it was changed after it was signed (or damaged), and "
+            "nothing of it was unpickled. Run `stashdb verify` to see what else is affected"
+        )
+
+
+class KeyProblem(StashError):
+    """A key file or key directory cannot be used (missing, unreadable, not a key)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        self.where = where
+        self.why = why
+        super().__init__(f"{where}: {why}")
 
 
 class StoreWriteError(StashError):

@@ -18,6 +18,7 @@ __all__ = [
     "Progress",
     "Ref",
     "Rev",
+    "SignReport",
     "Skipped",
     "StoreStats",
     "Version",
@@ -48,6 +49,7 @@ class Entry:
     slot: int | None = None  # index in its group, None when stored alone
     value_hash: str | None = None  # object id it would have stored alone (sees group members)
     group: tuple[str, ...] = ()  # the other names sharing its object
+    digest: str | None = None  # hex BLAKE3 digest of its object, as signed (None: before 0005)
 
     @property
     def skipped(self) -> bool:
@@ -393,3 +395,22 @@ def link_groups(entries: Iterable[Entry]) -> list[Entry]:
         group = tuple(n for n in names if n != e.name)
         linked.append(e if e.group == group else replace(e, group=group))
     return linked
+
+
+@dataclass(frozen=True)
+class SignReport:
+    """What `Repo.sign_all` did."""
+
+    signed: list[str]  # ids of the commits signed now
+    lacking: list[str]  # commits left unsigned: a value of theirs has no digest (damaged)
+    digested: int  # objects given a digest first
+    unreadable: list[str]  # objects that could not be digested (a chunk missing or damaged)
+
+    def __str__(self) -> str:
+        text = f"signed {len(self.signed)} commits"
+        if self.digested:
+            text += f" (digested {self.digested} objects stored before signing)"
+        if self.lacking:
+            text += (f"; {len(self.lacking)} commits hold values that cannot be read back "
+                     "and stay unsigned: run `stashdb verify`")
+        return text

@@ -32,6 +32,7 @@ from stashdb.model import (
     Version,
     format_size,
 )
+from stashdb.trust.policy import Signer
 
 __all__ = [
     "checkout_json",
@@ -51,6 +52,8 @@ __all__ = [
     "printable",
     "ref_json",
     "refs_table",
+    "signer_json",
+    "signer_text",
     "stats_json",
     "version_json",
 ]
@@ -121,8 +124,25 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
+def signer_text(signer: Signer) -> str:
+    """Who signed a commit, in a few words: ``alice@lab``, ``unsigned``, ``untrusted 3f2a9c1d``."""
+    if signer.key_id is None:
+        return "unsigned"
+    if not signer.trusted:
+        return f"untrusted {signer.key_id[:8]}"
+    return signer.name or signer.key_id[:8]
+
+
+def signer_json(signer: Signer | None) -> dict[str, Any] | None:
+    """Who signed a commit, as JSON (None: unsigned)."""
+    if signer is None or signer.key_id is None:
+        return None
+    return {"key": signer.key_id, "name": signer.name, "trusted": signer.trusted}
+
+
 def commit_json(
-    commit: Commit, counts: ChangeCounts | None = None, *, entries: bool = False
+    commit: Commit, counts: ChangeCounts | None = None, *, entries: bool = False,
+    signer: Signer | None = None,
 ) -> dict[str, Any]:
     """A commit as JSON (with its entries when ``entries``; with change counts if given)."""
     data: dict[str, Any] = {
@@ -141,6 +161,8 @@ def commit_json(
         "chunks_written": commit.chunks_written,
         "bytes_written": commit.bytes_written,
     }
+    if signer is not None:
+        data["signed_by"] = signer_json(signer)
     if counts is not None:
         data["added"], data["changed"], data["removed"] = (
             counts.added,
@@ -248,8 +270,8 @@ def commit_report(commit: Commit) -> Text:
     return text
 
 
-def commit_header(commit: Commit) -> Text:
-    """The head of ``show``: id, branch, tags, date, author, versions, message."""
+def commit_header(commit: Commit, signer: Signer | None = None) -> Text:
+    """The head of ``show``: id, branch, tags, date, author, signer, versions, message."""
     text = Text()
     text.append("commit ")
     text.append(printable(commit.id), style="yellow")
@@ -258,6 +280,15 @@ def commit_header(commit: Commit) -> Text:
         text.append(printable(f"  tags: {', '.join(commit.tags)}"))
     when = f"{commit.time.astimezone():%Y-%m-%d %H:%M:%S %z}"
     text.append(printable(f"\ndate   {when}   by {commit.user}@{commit.host}"))
+    if signer is not None:
+        if signer.key_id is None:
+            text.append("\nsigned ")
+            text.append("no: unsigned (checkout needs trust)", style="red")
+        elif signer.trusted:
+            text.append(printable(f"\nsigned by {signer.name} (key {signer.key_id})"))
+        else:
+            text.append("\nsigned ")
+            text.append(printable(f"by key {signer.key_id}, not trusted here"), style="red")
     text.append(printable(f"\npython {commit.python}, dill {commit.dill}"))
     text.append(printable(f"\n\n    {commit.message or '(no message)'}\n"))
     return text
@@ -413,11 +444,13 @@ def log_table(
     counts: dict[str, ChangeCounts],
     branch_tips: dict[str, list[str]],
     graph: bool = False,
+    signers: dict[str, Signer] | None = None,
 ) -> _Rows:
     """Commits as a table, newest first (with ``graph``, a graph column like git's)."""
     columns: list[tuple[str, dict[str, Any]]] = [
         ("commit", {"style": "yellow"}),
         ("time", {"drop": 1}),
+        ("signed", {"max_width": 16, "drop": 4}),
         ("refs", {"max_width": 20, "drop": 2}),
         ("message", {"flex": True}),
         ("changes", {"justify": "right", "drop": 3}),
@@ -427,9 +460,12 @@ def log_table(
     table = _table(*columns)
     cells = graph_lines(commits) if graph else []
     for i, commit in enumerate(commits):
+        signer = (signers or {}).get(commit.id)
+        signed = signer_text(signer) if signer is not None else ""
         row: list[Any] = [
             commit.short_id,
             _local(commit.time),
+            Text(signed, style="red") if signer is not None and not signer.trusted else signed,
             _refs(commit, branch_tips),
             commit.message or Text("(no message)", style="dim"),
             _counts(counts.get(commit.id)),

@@ -38,6 +38,8 @@ from stashdb.errors import (
     NotABranch,
     StashError,
     StoreDamaged,
+    TamperedData,
+    UntrustedSnapshot,
     WriteConflict,
 )
 from stashdb.model import (
@@ -50,6 +52,7 @@ from stashdb.model import (
     Progress,
     Ref,
     Rev,
+    SignReport,
     StoreStats,
     Version,
     link_groups,
@@ -57,6 +60,8 @@ from stashdb.model import (
 from stashdb.prepared import PreparedCommit, same_manifest
 from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
 from stashdb.storage.store import Store
+from stashdb.trust.keys import KeyRing, PublicKey
+from stashdb.trust.policy import Signer, Verifier
 from stashdb.workspace.capture import capture, carried
 from stashdb.workspace.environment import origin
 from stashdb.workspace.files import write_atomically
@@ -99,6 +104,29 @@ class Repo:
         #: every chunk raw; ids and values are the same either way.
         self.compress = True
         self._writes = BackgroundWriter()
+        #: The user's keys: every commit is signed with their own (docs/security.md).
+        self.keyring = KeyRing()
+        storage.signer = self._sign
+
+    def _sign(self, commit: Commit) -> tuple[str, bytes]:
+        from stashdb.trust.signing import sign
+
+        made = sign(commit, self.keyring.own())
+        return made.key_id, made.signature
+
+    @property
+    def verifier(self) -> Verifier:
+        """Checks this store's commits against the keys trusted here."""
+        return Verifier(self.storage.reader, self.keyring)
+
+    def check_trusted(self, commit: Commit) -> None:
+        """Raise unless ``commit`` is signed by a trusted key and intact (nothing unpickled).
+
+        Raises:
+            UntrustedSnapshot: unsigned, or signed by a key not trusted here (or revoked).
+            TamperedData: its contents are not what was signed.
+        """
+        self.verifier.check(commit)
 
     @classmethod
     def open(
@@ -351,22 +379,33 @@ class Repo:
         branch: str,
         message: str,
         root: bool = False,
+        trust: bool = False,
     ) -> Commit:
         """Add a bundle's state to this store and commit it on ``branch``.
 
-        Every byte is checked first (`stashdb.storage.bundle.read_bundle`); what
-        the store has already is not written again. Unpickles nothing.
+        Every byte is checked first (`stashdb.storage.bundle.read_bundle`), and
+        the state's commit must be signed by a key trusted here (unless
+        ``trust``): the new commit is signed by the user, so it vouches for what
+        the bundle's signer wrote. What the store has already is not written
+        again. Unpickles nothing.
 
         Raises:
             BadBundle: the bytes are not a sound bundle of one state: nothing stored.
+            UntrustedSnapshot, TamperedData: not signed by a trusted key, or not
+                what was signed: nothing stored.
         """
         from stashdb.storage.bundle import Bundle, read_bundle
+        from stashdb.trust.signing import Signature, check
 
         bundle = data if isinstance(data, Bundle) else read_bundle(data)
         if len(bundle.commits) != 1:
             raise BadBundle(f"it holds {len(bundle.commits)} commits, not one state")
         source = bundle.commits[0]
-        chunks = {cid: (codec, raw, stored) for cid, codec, raw, stored in bundle.chunks}
+        if not trust:
+            found = bundle.signatures.get(source.id)
+            check(source, Signature(*found) if found else None, *self.verifier.keys())
+        chunks = {cid: (codec, raw, stored, bundle.digests[cid])
+                  for cid, codec, raw, stored in bundle.chunks}
 
         def write() -> Commit:
             writer = self.storage.object_writer()
@@ -512,6 +551,7 @@ class Repo:
         """
         self._writes.settle()
         report = self.storage.verify()
+        self._verify_trust(report)
         if not report.ok:
             from stashdb.storage.maintenance import damage_of
 
@@ -523,6 +563,49 @@ class Repo:
             if repair:
                 report.repaired = self._write(functools.partial(self.storage.repair, report))
         return report
+
+    def _verify_trust(self, report: VerifyReport) -> None:
+        """Add to ``report`` every commit whose signature fails or is missing or untrusted,
+        and every value whose bytes are not what its commit signed (nothing unpickled)."""
+        from stashdb.storage.maintenance import Problem
+        from stashdb.trust.signing import Signature, check
+
+        reader = self.storage.reader
+        ids = reader.commit_ids()
+        signatures = reader.signatures(ids)
+        trusted, revoked = self.verifier.keys()
+        wanted: dict[bytes, list[tuple[str, str, str]]] = {}  # object -> (commit, name, digest)
+        for cid in ids:
+            try:
+                commit = reader.get_commit(cid)
+            except StashError:
+                continue  # a damaged row: the storage pass has named it
+            found = signatures.get(cid)
+            try:
+                check(commit, Signature(*found) if found else None, trusted, revoked)
+            except TamperedData as exc:
+                report.problems.append(Problem("bad signature", cid, exc.what,
+                                               affects=((cid, ""),)))
+                continue
+            except UntrustedSnapshot as exc:
+                kind = "unsigned commit" if found is None else "untrusted commit"
+                report.problems.append(Problem(kind, cid, exc.why, affects=((cid, ""),)))
+                continue
+            for e in commit.entries:
+                if e.object_id and e.digest:
+                    wanted.setdefault(bytes.fromhex(e.object_id), []).append(
+                        (cid, e.name, e.digest))
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), 64):
+            batch = ordered[start : start + 64]
+            for oid, read in reader.read_many(batch).items():
+                if isinstance(read, CorruptChunk):
+                    continue  # damage: the storage pass has named it
+                bad = tuple((c, n) for c, n, d in wanted[oid] if read.digest.hex() != d)
+                if bad:
+                    report.problems.append(Problem(
+                        "tampered value", oid.hex(),
+                        "its bytes are not what its commit's signature covers", affects=bad))
 
     def gc(self, *, grace: float | None = None) -> GcReport:
         """Delete chunks and objects no commit refers to; safe while others commit.
@@ -627,7 +710,7 @@ class Repo:
         found = self._objects.read_many([object_id])[object_id]
         if isinstance(found, CorruptChunk):
             raise found.for_name(name)
-        pickler, parts = found
+        pickler, parts, _ = found
         data = standalone(os.fspath(path), pickler, parts, grouped=entry.slot is not None)
 
         def write(temporary: str) -> None:
@@ -644,9 +727,20 @@ class Repo:
         """Counts and sizes of the whole store (metadata only)."""
         return self._reader.stats()
 
-    def at(self, rev: Rev = "HEAD") -> Snapshot:
-        """A lazy, read-only mapping of a snapshot: a name is unpickled when read."""
-        return Snapshot(self._objects, self.show(rev))
+    def at(self, rev: Rev = "HEAD", *, trust: bool = False, safe: bool = False) -> Snapshot:
+        """A lazy, read-only mapping of a snapshot: a name is unpickled when read.
+
+        The commit's signature is checked here, each value's bytes when read
+        (``trust`` and ``safe`` as for `checkout`).
+
+        Raises:
+            UntrustedSnapshot, TamperedData: see `checkout`.
+        """
+        commit = self.show(rev)
+        verify = not trust and not safe
+        if verify:
+            self.check_trusted(commit)
+        return Snapshot(self._objects, commit, verify=verify, safe=safe)
 
     def _head_commit(self) -> Commit | None:
         """The tip of the current branch (None: it has no commits yet)."""
@@ -674,6 +768,99 @@ class Repo:
                 self.storage.commits.record_damage, chunks=chunks, objects=objects
             ))
 
+    # -- trust -----------------------------------------------------------------
+
+    def sign_all(self) -> SignReport:
+        """Sign, with the user's key, every commit not signed yet (after review: it vouches).
+
+        Values stored before this stashdb kept digests are digested first
+        (each chunk read and hashed once); ids do not change. A commit the
+        user signed whose manifest just got digests is signed again; one of
+        theirs whose signature fails otherwise (changed since) is not: `verify`
+        names it. Commits others signed are left as they are.
+        """
+        from stashdb.storage.digests import fill_digests
+        from stashdb.trust.signing import payload, sign
+
+        self._writes.settle()
+        own = self.keyring.own()
+        digested = fill_digests(self.storage.database, own.key_id)
+        reader = self.storage.reader
+        ids = reader.commit_ids()
+        signatures = reader.signatures(ids)
+        signed, lacking = [], []
+        commits_writer = self.storage.commits
+        for start in range(0, len(ids), 200):
+            batch = [reader.get_commit(cid) for cid in ids[start : start + 200]]
+            todo = []
+            for commit in batch:
+                found = signatures.get(commit.id)
+                if found is not None and (
+                    found[0] != own.key_id or commit.id not in digested.commits
+                    or own.public.verify(found[1], payload(commit))
+                ):
+                    continue  # someone else's; or ours, not digested now (sound or changed)
+                if any(e.object_id and not e.digest for e in commit.entries):
+                    lacking.append(commit.id)
+                    continue
+                todo.append(commit)
+            if todo:
+                with self.storage.database.write() as conn:
+                    for commit in todo:
+                        made = sign(commit, own)
+                        commits_writer.write_signature(conn, commit, made.key_id, made.signature)
+                signed += [c.id for c in todo]
+        return SignReport(signed, lacking, digested.objects, digested.unreadable)
+
+    def sign(self, rev: Rev = "HEAD") -> Commit:
+        """Sign one commit with the user's key (signing it again if it was theirs).
+
+        Raises:
+            UntrustedSnapshot: it holds values without digests (use `sign_all`).
+        """
+        from stashdb.trust.signing import sign
+
+        self._writes.settle()
+        commit = self.show(rev)
+        if any(e.object_id and not e.digest for e in commit.entries):
+            raise UntrustedSnapshot(
+                commit.id, "holds values stored before stashdb kept digests: Repo.sign_all() "
+                "digests them first"
+            )
+        made = sign(commit, self.keyring.own())
+        with self.storage.database.write() as conn:
+            self.storage.commits.write_signature(conn, commit, made.key_id, made.signature)
+        return commit
+
+    def trust_key(self, public_key: str, *, revoke: bool = False) -> PublicKey:
+        """Add a public key (one OpenSSH line) to this store's own trusted list, signed by you.
+
+        Everyone who trusts you directly then trusts commits that key signed in
+        this store; with ``revoke``, the list says the key is revoked instead.
+
+        Raises:
+            KeyProblem: the line is not an Ed25519 public key.
+        """
+        import time
+
+        from stashdb.trust.keys import PublicKey
+        from stashdb.trust.policy import team_row_payload
+
+        key = PublicKey.parse(public_key, "the key given")
+        own = self.keyring.own()
+        added = time.time()
+        revoked = added if revoke else None
+        data = team_row_payload(key.key_id, key.openssh, key.name, added, revoked)
+        self.storage.commits.put_trusted_key({
+            "key_id": key.key_id, "public_key": key.openssh, "name": key.name, "added": added,
+            "revoked": revoked, "signer": own.key_id, "signature": own.sign(data),
+        })
+        return key
+
+    def signers(self, commits: Iterable[Commit]) -> dict[str, Signer]:
+        """Who signed each commit, and whether that key is trusted here (not checked)."""
+        return self.verifier.signers(c.id for c in commits)
+
     # -- restoring -------------------------------------------------------------
 
     def checkout(
@@ -687,6 +874,8 @@ class Repo:
         known: KnownState | None = None,
         leave: Callable[[str], bool] | None = None,
         source: ObjectSource | None = None,
+        trust: bool = False,
+        safe: bool = False,
     ) -> CheckoutReport:
         """Restore a snapshot into a namespace (default: the caller's globals).
 
@@ -712,12 +901,24 @@ class Repo:
                 restored nor removed (a session's files: it restores them itself).
             source: where the values are read (default: this store), such as
                 `stashdb.storage.bundle.BundleObjects` for a state just added.
+            trust: unpickle without checking who signed the commit (a store
+                you trust whoever wrote); default: the signature is checked
+                first, and each value's bytes before it is unpickled.
+            safe: unpickle only plain data, numpy and pandas (an allow-list of
+                globals), whoever signed it: for a store you do not trust at all.
 
         Raises:
             NameNotInSnapshot: an ``only`` name is not in the snapshot.
+            UntrustedSnapshot: the commit is unsigned or not signed by a trusted key.
+            TamperedData: the commit or a value is not what was signed.
+            UnsafeGlobal: (reported per name in ``failed``) with ``safe``, a value
+                needing more than the allow-list.
         """
         ns = namespace if namespace is not None else _callers_globals()
         commit = self.show(rev)
+        verify = not trust and not safe
+        if verify:
+            self.check_trusted(commit)
         if leave is not None:
             commit = _without(commit, leave)
             if known is not None:
@@ -730,7 +931,8 @@ class Repo:
                 tracked = [n for n in tracked if not leave(n)]
         report = restore(
             source if source is not None else self._objects, commit, ns, only=only,
-            merge=merge, known=known, tracked=tracked, progress=progress,
+            merge=merge, known=known, tracked=tracked, progress=progress, verify=verify,
+            safe=safe,
         )
         if only is None and not merge and isinstance(rev, str):
             ref = self._reader.find_ref(rev)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+# Every test process and the processes it starts sign with keys of their own,
+# never the user's (~/.config/stashdb): one key directory for the whole run.
+os.environ.setdefault(
+    "STASHDB_CONFIG_DIR", tempfile.mkdtemp(prefix="stashdb-test-keys-")
+)
 
 import stashdb
 

@@ -142,7 +142,7 @@ def test_checkout_warns_when_python_or_dill_differ(repo: stashdb.Repo) -> None:
     ns: dict[str, object] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = repo.checkout(namespace=ns)
+        report = repo.checkout(namespace=ns, trust=True)  # a row changed: unsigned now
     assert ns["x"] == 1 and ns["f"]() == 1  # type: ignore[operator]
     assert len(report.warnings) == 2 and "Python 3.8.10" in report.warnings[0]
     assert {w.category for w in caught} == {stashdb.VersionMismatchWarning}

@@ -152,8 +152,9 @@ def test_commit_json_reports_each_name(project: Cli) -> None:
 def test_log_lists_commits_with_their_changes(project: Cli) -> None:
     out = project("log").stdout
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["commit", "time", "refs", "message", "changes"]
-    assert "longer" in lines[1] and "+0 ~3 -0" in lines[1]
+    assert lines[0].split() == ["commit", "time", "signed", "refs", "message", "changes"]
+    assert "longer" in lines[1] and "+0 ~3 -0" in lines[1] and "root@" not in lines[0]
+    assert all("untrusted" not in line and "unsigned" not in line for line in lines)
     assert "baseline" in lines[2] and re.search(r"\+\d+ ~0 -0", lines[2])
     assert len(project("log", "-n", "1").stdout.strip().splitlines()) == 2
 
@@ -163,8 +164,9 @@ def test_log_json_has_the_documented_keys(project: Cli) -> None:
     entries = project.json("log")
     assert [e["message"] for e in entries] == ["longer", "baseline"]
     for key in ("id", "short_id", "message", "time", "branch", "parents", "tags",
-                "added", "changed", "removed"):
+                "added", "changed", "removed", "signed_by"):
         assert key in entries[0]
+    assert entries[0]["signed_by"]["trusted"] is True
     assert entries[1]["tags"] == ["v1"] and entries[0]["parents"] == [entries[1]["id"]]
     assert entries[0]["changed"] == 3
 

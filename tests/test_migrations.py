@@ -54,7 +54,7 @@ def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "stashdb/migrations/env.py" in names
     for revision in ("0001_format_1.py", "0002_entries_name_index.py", "0003_objects_created.py",
-                     "0004_damaged.py"):
+                     "0004_damaged.py", "0005_trust.py"):
         assert f"stashdb/migrations/versions/{revision}" in names
     assert "stashdb/migrations/script.py.mako" in names
 
@@ -110,6 +110,12 @@ def test_a_revision_1_store_is_upgraded_on_open_and_keeps_everything(
         assert "ix_entries_name" in names
         assert [c.message for c in repo.log(all=True)] == ["on side", "second", "first"]
         assert [t.name for t in repo.tags()] == ["v1"] and repo.head == "main"
+        assert [e.name for e in repo.show("v1").entries]  # browsing works as before
+        with pytest.raises(stashdb.UntrustedSnapshot, match=r"not signed.*sign_all"):
+            repo.at("v1")  # written before signing: refused, and says what to do
+        report = repo.sign_all()  # after review: digests the old values, signs, ids kept
+        assert len(report.signed) == 3 and report.digested > 0 and not report.lacking
+        assert [c.message for c in repo.log(all=True)] == ["on side", "second", "first"]
         first = repo.at("v1")
         assert first["numbers"] == [1, 2, 3] and first["holder"]["k"] is first["numbers"]
         assert repo.at("main")["factor"] == 3 and repo.at("main")["os"].sep == "/"

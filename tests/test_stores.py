@@ -20,7 +20,7 @@ def test_init_creates_a_sqlite_store_and_is_idempotent(tmp_path: Path) -> None:
     assert again.location == repo.location
     with sqlite3.connect(tmp_path / "project" / ".stashdb" / "stash.db") as db:
         assert db.execute("PRAGMA page_size").fetchone()[0] == 16384  # docs/format.md
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0005"
     repo.commit(namespace={"a": 1})
     # The rollback journal is kept between transactions (its header zeroed), not deleted.
     journal = tmp_path / "project" / ".stashdb" / "stash.db-journal"

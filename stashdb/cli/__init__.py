@@ -6,7 +6,7 @@ status, du), `refs` (tag, branch, reset), `upkeep` (verify, gc, prune, migrate) 
 `sessions` (session list|show|log|resume, repl; the REPL itself is `repl`).
 """
 
-from stashdb.cli import browse, refs, sessions, snapshots, upkeep  # noqa: F401 (add commands)
+from stashdb.cli import browse, keys, refs, sessions, snapshots, upkeep  # noqa: F401 (add commands)
 from stashdb.cli.app import app, main
 
 __all__ = ["app", "main"]

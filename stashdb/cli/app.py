@@ -70,12 +70,26 @@ class _App(TyperGroup):
             if ctx.meta.get("stashdb.debug"):
                 raise
             # One line, whatever the message held; stored names in it stay inert.
-            message = escape(printable(" ".join(str(exc).split())))
+            message = escape(printable(_in_cli_terms(" ".join(str(exc).split()))))
             err.print(f"[red]stashdb: error:[/red] {message}", soft_wrap=True, markup=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("stashdb: interrupted")
             raise typer.Exit(130) from None
+
+
+#: The library's words for what the CLI spells as flags and commands.
+_CLI_TERMS = {
+    "trust=True": "--trust",
+    "safe=True": "--safe",
+    "Repo.sign_all()": "`stashdb keys sign --all`",
+}
+
+
+def _in_cli_terms(message: str) -> str:
+    for library, cli in _CLI_TERMS.items():
+        message = message.replace(library, cli)
+    return message
 
 
 def _hoist(args: list[str]) -> list[str]:
@@ -120,6 +134,15 @@ Store = Annotated[
         "(default: the .stashdb/ found from here upwards).",
         show_default=False,
     ),
+]
+Trust = Annotated[
+    bool,
+    typer.Option("--trust", help="Unpickle even if the commit is not signed by a key you trust."),
+]
+Safe = Annotated[
+    bool,
+    typer.Option("--safe", help="Load only plain data, numpy and pandas (an allow-list): "
+                                "safe for a store you do not trust."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of tables.")]
 

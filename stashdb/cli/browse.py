@@ -43,8 +43,10 @@ def log(
     repo = open_store(store)
     commits = repo.log(revs, branch=branch, limit=n, all=all_refs)
     counts = repo.change_counts(commits)
+    signers = repo.signers(commits)
     if as_json:
-        print_json([render.commit_json(c, counts.get(c.id)) for c in commits])
+        print_json([render.commit_json(c, counts.get(c.id), signer=signers[c.id])
+                    for c in commits])
         return
     if not commits:
         if n != 0 and revs is not None:
@@ -55,7 +57,7 @@ def log(
     tips: dict[str, list[str]] = {}
     for ref in repo.branches():
         tips.setdefault(ref.commit_id, []).append(ref.name)
-    out.print(render.log_table(commits, counts, tips, graph=graph))
+    out.print(render.log_table(commits, counts, tips, graph=graph, signers=signers))
 
 
 def _no_commits_here(repo: stashdb.Repo, branch: str | None, all_refs: bool) -> str:
@@ -96,11 +98,13 @@ def show(
         return
     if to is not None:
         raise InvalidArguments("--to writes one value: give REV:NAME")
-    made = open_store(store).show(rev)
+    repo = open_store(store)
+    made = repo.show(rev)
+    signer = repo.signers([made])[made.id]
     if as_json:
-        print_json(render.commit_json(made, entries=True))
+        print_json(render.commit_json(made, entries=True, signer=signer))
         return
-    out.print(render.commit_header(made))
+    out.print(render.commit_header(made, signer))
     out.print(render.entries_table(made.entries))
 
 

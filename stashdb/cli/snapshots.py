@@ -14,7 +14,9 @@ import stashdb
 from stashdb import render
 from stashdb.cli.app import (
     Json,
+    Safe,
     Store,
+    Trust,
     app,
     err,
     lock_timeout,
@@ -196,12 +198,16 @@ def checkout(
             "--to", metavar="FILE", help="Write them to FILE for dill.load_module(FILE)."
         ),
     ] = None,
+    trust: Trust = False,
+    safe: Safe = False,
     store: Store = None,
     as_json: Json = False,
 ) -> None:
     """Restore a snapshot, or some of its names, into a shell or a dill module file.
 
-    The shell is IPython when it is installed, else the standard REPL.
+    The shell is IPython when it is installed, else the standard REPL. The
+    commit must be signed by a key you trust (docs/security.md), unless
+    --trust; --safe loads only plain data, numpy and pandas, whoever wrote it.
 
     Example: stashdb checkout cleaned --only df --to df.pkl
     """
@@ -213,7 +219,8 @@ def checkout(
     repo = open_store(store)
     with main_module() as module, progress("restoring") as bar:
         report = repo.checkout(
-            rev, only=split_names(only), namespace=module.__dict__, merge=True, progress=bar
+            rev, only=split_names(only), namespace=module.__dict__, merge=True, progress=bar,
+            trust=trust, safe=safe,
         )
         if to is not None:
             write_module(to, module)

@@ -50,6 +50,8 @@ def _parser() -> _Parser:
     p.add_argument("--only", default=None)
     p.add_argument("--merge", action="store_true")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--trust", action="store_true")
+    p.add_argument("--safe", action="store_true")
     sub.add_parser("undo")
     sub.add_parser("redo")
     p = sub.add_parser("auto")
@@ -67,9 +69,10 @@ USAGE = """\
 %stash diff A [B]               names added, removed and changed from A to B
 %stash history NAME             the versions of one variable
 %stash tag NAME [REV]           name a snapshot for good
-%stash checkout REV [--only a,b] [--merge] [--force]
+%stash checkout REV [--only a,b] [--merge] [--force] [--trust | --safe]
                                 restore a snapshot (or only some names); --force even
-                                over values no snapshot holds
+                                over values no snapshot holds; --trust even if not
+                                signed by a key you trust; --safe: only plain data
 %stash undo                     back to the state before the last cell
 %stash redo                     forward again, after an undo
 %stash auto on|off [--branch B] [--store PATH_OR_URL]
@@ -155,7 +158,8 @@ class StashMagics(Magics):
     def _checkout(self, args: argparse.Namespace) -> None:
         only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
         try:
-            report = self.session.checkout(self._rev(args.rev), only, args.merge, args.force)
+            report = self.session.checkout(self._rev(args.rev), only, args.merge, args.force,
+                                           trust=args.trust, safe=args.safe)
         except UnsavedValues as exc:
             raise UsageError(render.printable(
                 f"stashdb: {exc} (%stash commit, or %stash checkout {args.rev} --force)"

@@ -217,7 +217,8 @@ class ShellSession:
         return KnownState.since(base, self.dirty, self.namespace)
 
     def checkout(
-        self, rev: str, only: list[str] | None = None, merge: bool = False, force: bool = False
+        self, rev: str, only: list[str] | None = None, merge: bool = False, force: bool = False,
+        *, trust: bool = False, safe: bool = False,
     ) -> CheckoutReport:
         """Restore ``rev`` into the shell, keeping in memory what did not change.
 
@@ -238,7 +239,8 @@ class ShellSession:
         elif unsaved:
             raise UnsavedValues(unsaved)
         report = self.repo.checkout(
-            target, namespace=self.namespace, only=only, merge=merge, known=self.known()
+            target, namespace=self.namespace, only=only, merge=merge, known=self.known(),
+            trust=trust, safe=safe,
         )
         touched = set(report.restored) | set(report.removed)
         self.undone = []

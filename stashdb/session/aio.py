@@ -116,9 +116,12 @@ class AsyncSession:
         """See `Session.snapshot_state`."""
         return await self._run((await self._started()).snapshot_state)
 
-    async def restore_state(self, blob: bytes | bytearray | memoryview) -> Commit:
+    async def restore_state(
+        self, blob: bytes | bytearray | memoryview, *, trust: bool = False
+    ) -> Commit:
         """See `Session.restore_state`."""
-        return await self._run((await self._started()).restore_state, blob)
+        session = await self._started()
+        return await self._run(lambda: session.restore_state(blob, trust=trust))
 
     async def checkout(self, rev: Rev) -> Commit:
         """See `Session.checkout`."""

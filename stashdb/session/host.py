@@ -350,21 +350,26 @@ class Session:
             self._warnings += warnings
             return self.repo.bundle(commit_id)
 
-    def restore_state(self, blob: bytes | bytearray | memoryview) -> Commit:
+    def restore_state(
+        self, blob: bytes | bytearray | memoryview, *, trust: bool = False
+    ) -> Commit:
         """Replace the state with one `snapshot_state` made (here or anywhere).
 
         Its objects are added to this session's store (what is there already is
-        not written again) and it becomes the tip of this session's branch.
+        not written again) and it becomes the tip of this session's branch. The
+        state's commit must be signed by a key trusted here, unless ``trust``.
 
         Raises:
             BadBundle: the bytes are not a whole, sound state: nothing changed.
+            UntrustedSnapshot, TamperedData: not signed by a trusted key, or not
+                what was signed: nothing changed, nothing unpickled.
         """
         if not isinstance(blob, (bytes, bytearray, memoryview)):
             raise InvalidArguments(f"a state is bytes, not {type(blob).__name__}")
         with self._lock:
             runner = self._live_runner()
             before = self.head
-            arguments = {"message": "restore_state"}
+            arguments = {"message": "restore_state", "trust": trust}
             try:
                 if isinstance(runner, WorkerRunner):
                     kind, value = runner.request_with_file("restore_bundle", arguments, blob)

@@ -289,8 +289,8 @@ class LocalRunner:
                     return ("done", runtime.restore(
                         arguments["commit_id"], message=arguments["message"]))
                 if op == "restore_bundle":
-                    return ("done", runtime.restore_bundle(arguments["data"],
-                                                           arguments["message"]))
+                    return ("done", runtime.restore_bundle(
+                        arguments["data"], arguments["message"], arguments["trust"]))
                 if op == "clear":
                     return ("done", runtime.clear(arguments["message"]))
             except (WorkerTimedOut, KeyboardInterrupt):

@@ -208,7 +208,9 @@ class Runtime:
 
     # -- going to a state ---------------------------------------------------------------
 
-    def restore_bundle(self, data: bytes | memoryview, message: str) -> tuple[str, list[str]]:
+    def restore_bundle(
+        self, data: bytes | memoryview, message: str, trust: bool = False
+    ) -> tuple[str, list[str]]:
         """Add a state's bundle to the store as the branch's tip, and make it the state.
 
         The values are read from the bundle's bytes, already in memory, not
@@ -216,9 +218,11 @@ class Runtime:
 
         Raises:
             BadBundle: the bytes are not a sound state: nothing changed.
+            UntrustedSnapshot, TamperedData: its commit is not signed by a key
+                trusted here (unless ``trust``), or not what was signed.
         """
         bundle = read_bundle(data)
-        commit = self.repo.add_bundle(bundle, branch=self.branch, message=message)
+        commit = self.repo.add_bundle(bundle, branch=self.branch, message=message, trust=trust)
         return self.restore(commit.id, source=BundleObjects(bundle))
 
     def adopt(self, commit_id: str) -> None:

@@ -194,20 +194,20 @@ class _Worker:
         if op == "commit":
             return ("done", runtime.commit(arguments["message"]))
         if op == "restore_bundle":
-            return ("done", self._restore_bundle(arguments["message"]))
+            return ("done", self._restore_bundle(arguments["message"], arguments["trust"]))
         if op == "restore":
             return ("done", runtime.restore(arguments["commit_id"], message=arguments["message"]))
         if op == "clear":
             return ("done", runtime.clear(arguments["message"]))
         raise SessionError(f"the worker does not know request {op!r}", None)
 
-    def _restore_bundle(self, message: str) -> tuple[str, list[str]]:
+    def _restore_bundle(self, message: str, trust: bool) -> tuple[str, list[str]]:
         """A state the host passed as a memory file (it follows the request on the socket)."""
         fd = reduction.recv_handle(self.conn)
         try:
             size = os.fstat(fd).st_size
             if size == 0:
-                return self.runtime.restore_bundle(b"", message)  # refused: not a bundle
+                return self.runtime.restore_bundle(b"", message, trust)  # refused: not one
             # Mapped in one go (MAP_POPULATE): page by page, the faults cost more
             # than the copy (measured: 1.1 s against 0.2 s for 400 MB).
             mapped = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
@@ -215,7 +215,7 @@ class _Worker:
             os.close(fd)
         # Not closed here: the restored values were copied out, but the bundle's
         # views may outlive this call in a traceback; the map goes with them.
-        return self.runtime.restore_bundle(memoryview(mapped), message)
+        return self.runtime.restore_bundle(memoryview(mapped), message, trust)
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

@@ -65,6 +65,10 @@ class Bundle:
     objects: list[BundleObject] = field(default_factory=list)
     #: ``(id, codec, raw size, stored bytes)``, the bytes a view of the bundle.
     chunks: list[tuple[bytes, int, int, memoryview]] = field(default_factory=list)
+    #: ``{chunk id: BLAKE3 digest}`` of every chunk, computed as it was checked.
+    digests: dict[bytes, bytes] = field(default_factory=dict)
+    #: ``{commit id: (key id, signature)}`` of its signed commits, as their store had them.
+    signatures: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -116,8 +120,9 @@ def write_bundle(sql: queries.SQL, commit_ids: list[str], *, kind: str = "state"
         bytes.fromhex(e.object_id) for c in commits for e in c.entries if e.object_id
     })
     objects = _object_rows(sql, object_ids)
+    signed = queries.signatures(sql, commit_ids)
     header = {"bundle": VERSION, "kind": kind,
-              "commits": [_commit_json(c, times[c.id]) for c in commits]}
+              "commits": [_commit_json(c, times[c.id], signed.get(c.id)) for c in commits]}
     # Pieces joined once at the end: a 1 GB state is copied once, not once per chunk.
     pieces: list[bytes | memoryview] = [MAGIC, bytes([VERSION])]
     _record(pieces, _HEADER, json.dumps(header, separators=(",", ":")).encode())
@@ -170,7 +175,8 @@ def _read(view: memoryview) -> Bundle:
         raise BadBundle("its records are not in the order of a bundle")
     header = _json(records[0][2])
     objects = [_object_of(o) for o in _json(records[1][2])]
-    chunks = [_chunk_of(p) for k, _, p in records if k == _CHUNKS]
+    digests: dict[bytes, bytes] = {}
+    chunks = [_chunk_of(p, digests) for k, _, p in records if k == _CHUNKS]
     try:
         raw_commits = list(header["commits"])
         times = [float(c["time"]) for c in raw_commits]
@@ -179,7 +185,7 @@ def _read(view: memoryview) -> Bundle:
     if header.get("bundle") != VERSION or header.get("kind") != "state":
         raise BadBundle(f"its header is not a version {VERSION} state")
     bundle = Bundle(str(header.get("kind")), [_commit_of(c) for c in raw_commits],
-                    objects, chunks)
+                    objects, chunks, digests, _signatures(raw_commits))
     _check(bundle, times)
     return bundle
 
@@ -206,15 +212,19 @@ def _records(view: memoryview, start: int) -> Iterator[tuple[bytes, int, memoryv
         at = payload_at + length
 
 
-def _commit_json(commit: Commit, stored_time: float) -> dict[str, Any]:
+def _commit_json(
+    commit: Commit, stored_time: float, signature: tuple[str, bytes] | None
+) -> dict[str, Any]:
     return {
+        "signature": [signature[0], signature[1].hex()] if signature else None,
         "id": commit.id, "time": stored_time, "message": commit.message,
         "branch": commit.branch, "parents": list(commit.parents),
         "workspace": commit.workspace, "user": commit.user, "host": commit.host,
         "python": commit.python, "dill": commit.dill, "packages": commit.packages,
         "chunks_written": commit.chunks_written, "bytes_written": commit.bytes_written,
         "entries": [
-            {**entry_row(e), "object_id": e.object_id} for e in commit.entries
+            {**entry_row(e), "object_id": e.object_id, "digest": e.digest}
+            for e in commit.entries
         ],
     }
 
@@ -265,12 +275,25 @@ def _commit_of(data: Any) -> Commit:
 
     try:
         rows = [_Row({**e, "commit_id": data["id"],
-                      "object_id": bytes.fromhex(e["object_id"]) if e["object_id"] else None})
+                      "object_id": bytes.fromhex(e["object_id"]) if e["object_id"] else None,
+                      "digest": bytes.fromhex(e["digest"]) if e.get("digest") else None})
                 for e in data["entries"]]
         row = _Row({**data, "packages": json.dumps(data["packages"])})
         return commit_from_row(row, data["parents"], entries_from_rows(rows), ())
     except (KeyError, TypeError, ValueError) as exc:
         raise BadBundle(f"a commit record is not complete ({exc})") from None
+
+
+def _signatures(raw_commits: list[Any]) -> dict[str, tuple[str, bytes]]:
+    found = {}
+    for data in raw_commits:
+        signed = data.get("signature")
+        if signed is not None:
+            try:
+                found[str(data["id"])] = (str(signed[0]), bytes.fromhex(signed[1]))
+            except (TypeError, ValueError, IndexError, KeyError) as exc:
+                raise BadBundle(f"a commit's signature is not complete ({exc!r})") from None
+    return found
 
 
 def _object_of(data: Any) -> BundleObject:
@@ -284,7 +307,9 @@ def _object_of(data: Any) -> BundleObject:
         raise BadBundle(f"an object record is not complete ({exc})") from None
 
 
-def _chunk_of(payload: memoryview) -> tuple[bytes, int, int, memoryview]:
+def _chunk_of(
+    payload: memoryview, digests: dict[bytes, bytes]
+) -> tuple[bytes, int, int, memoryview]:
     if len(payload) < _CHUNK.size:
         raise BadBundle("a chunk record is too short")
     cid, codec, raw_size = _CHUNK.unpack_from(payload)
@@ -294,6 +319,7 @@ def _chunk_of(payload: memoryview) -> tuple[bytes, int, int, memoryview]:
     raw, damage = chunking.verify_chunk(cid, codec, data)
     if damage is not None or len(raw) != raw_size:
         raise BadBundle(f"chunk {cid.hex()[:16]} is not what its id says")
+    digests[cid] = chunking.chunk_digest(raw)
     return cid, codec, raw_size, data
 
 

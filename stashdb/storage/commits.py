@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,6 +70,7 @@ def entry_row(entry: Entry) -> dict[str, Any]:
         "reason": entry.reason,
         "module": entry.module,
         "version": entry.version,
+        "digest": bytes.fromhex(entry.digest) if entry.digest else None,
     }
 
 
@@ -86,11 +88,17 @@ def commit_id_of(
     return xxhash.xxh3_128_hexdigest(payload.encode())
 
 
+#: Signs a commit as it is written: ``commit -> (key id, signature)`` (set by Repo).
+Signer = Callable[[Commit], tuple[str, bytes]]
+
+
 class CommitWriter:
     """Writes commits, refs and HEAD of one store."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        #: Signs every commit in the transaction that writes it (None: unsigned).
+        self.signer: Signer | None = None
 
     def write_commit(
         self,
@@ -169,6 +177,7 @@ class CommitWriter:
             else:
                 head_tip = _branch_tip(sql, queries.head(sql))
                 parents = [head_tip] if head_tip else []
+            entries = _with_digests(sql, entries)
             now = time.time()
             commit_id = commit_id_of(parents, now, message, branch, entries)
             conn.execute(
@@ -196,18 +205,30 @@ class CommitWriter:
                     schema.entries.insert(),
                     [{"commit_id": commit_id, **entry_row(e)} for e in entries],
                 )
+            # What was written, as a read would give it back (not read: a small commit
+            # is a few milliseconds, and reading it back cost 0.15 of them).
+            made = Commit(
+                id=commit_id, message=message, parents=tuple(parents),
+                time=datetime.fromtimestamp(now, tz=timezone.utc), branch=branch,
+                workspace=origin.workspace, user=origin.user, host=origin.host,
+                python=origin.python, dill=origin.dill,
+                packages=dict(sorted(origin.packages.items())),
+                chunks_written=written[0], bytes_written=written[1],
+                entries=tuple(sorted(entries, key=lambda e: e.name)),
+            )
+            if self.signer is not None:
+                self.write_signature(conn, made, *self.signer(made))
             if not _move_branch(conn, branch, tip, commit_id):
                 raise _LostRace  # rolls the whole commit back; the caller retries
-        # What was written, as a read would give it back (not read: a small commit
-        # is a few milliseconds, and reading it back cost 0.15 of them).
-        return Commit(
-            id=commit_id, message=message, parents=tuple(parents),
-            time=datetime.fromtimestamp(now, tz=timezone.utc), branch=branch,
-            workspace=origin.workspace, user=origin.user, host=origin.host,
-            python=origin.python, dill=origin.dill, packages=dict(sorted(origin.packages.items())),
-            chunks_written=written[0], bytes_written=written[1],
-            entries=tuple(sorted(entries, key=lambda e: e.name)),
-        )
+        return made
+
+    def write_signature(self, conn: Connection, commit: Commit, key_id: str, sig: bytes) -> None:
+        """Record ``commit``'s signature (replacing one it had: `stashdb keys sign`)."""
+        table = schema.signatures
+        conn.execute(table.delete().where(table.c.commit_id == commit.id))
+        conn.execute(table.insert().values(
+            commit_id=commit.id, key_id=key_id, signature=sig, signed=time.time()
+        ))
 
     def create_ref(self, kind: str, name: str, rev: Rev, message: str | None = None) -> Ref:
         """Create a tag or branch ``name`` at ``rev``.
@@ -292,6 +313,13 @@ class CommitWriter:
                          .values(commit_id=target, time=now))
             return Ref(branch, "branch", target, ref.message, now), ref.commit_id
 
+    def put_trusted_key(self, row: dict[str, Any]) -> None:
+        """Add (or replace) a row of the store's trusted-key list (revision 0005)."""
+        table = schema.trusted_keys
+        with self._database.write() as conn:
+            conn.execute(table.delete().where(table.c.key_id == row["key_id"]))
+            conn.execute(table.insert().values(**row))
+
     def set_note(self, key: str, value: str) -> None:
         """Keep ``value`` under ``key`` in the store's settings (a session's record, say)."""
         with self._database.write() as conn:
@@ -304,6 +332,23 @@ class CommitWriter:
             conn.execute(
                 update(schema.meta).where(schema.meta.c.key == "HEAD").values(value=branch)
             )
+
+
+def _with_digests(sql: queries.SQL, entries: Sequence[Entry]) -> Sequence[Entry]:
+    """Entries carried from a commit written before revision 0005 get their object's digest.
+
+    A value that did not change is carried, not stored again; its object may
+    have been digested since (a later commit met it, or `stashdb keys sign`).
+    """
+    lacking = {bytes.fromhex(e.object_id) for e in entries if e.object_id and not e.digest}
+    if not lacking:
+        return entries
+    known = {oid.hex(): d.hex() for oid, (_, d) in queries.object_facts(sql, lacking).items() if d}
+    return [
+        replace(e, digest=known[e.object_id])
+        if e.object_id and not e.digest and e.object_id in known else e
+        for e in entries
+    ]
 
 
 def _branch_tip(sql: queries.SQL, branch: str) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -310,8 +311,11 @@ def open_database(
         found = _format_version(engine, url)
         if found > FORMAT_VERSION:
             raise UnsupportedFormat(safe_url(url), found, FORMAT_VERSION)
-        if upgrade_schema and schema_revision(database) in SCHEMA_REVISIONS[:-1]:
+        revision = schema_revision(database) if upgrade_schema else None
+        if revision in SCHEMA_REVISIONS[:-1]:
             upgrade(database)  # a revision we know that is not the newest
+            if revision is not None and revision < "0005":
+                _say_commits_are_unsigned(database)
     except StashError:
         engine.dispose()
         raise
@@ -321,6 +325,20 @@ def open_database(
             raise StoreLocked(database.location, database.lock_timeout) from None
         raise NotAStore(safe_url(url), _first_line(exc.orig or exc)) from exc
     return database
+
+
+def _say_commits_are_unsigned(database: Database) -> None:
+    """Once, as the store is upgraded to signed commits: its earlier ones are not signed."""
+    with database.read() as conn:
+        count = conn.execute(text("SELECT COUNT(*) FROM commits")).scalar_one()
+    if count:
+        print(
+            f"stashdb: {database.location} now signs its commits; its {count} earlier "
+            "commits are unsigned: checking them out needs trust (trust=True, or --trust) "
+            "until you sign them after review (`stashdb keys sign --all`, or "
+            "Repo.sign_all(); docs/security.md). Browsing works as before.",
+            file=sys.stderr,
+        )
 
 
 def _missing_sqlite_file(url: str) -> str | None:

@@ -11,7 +11,7 @@ FORMAT_VERSION = 1
 
 #: The Alembic revisions this code knows, oldest first; the last is the head.
 #: A test checks them against migrations/versions/.
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 #: Seconds a writer waits while another process holds the store's write lock,
 #: before `StoreLocked` (``stashdb.open(..., lock_timeout=…)`` changes it).

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam, update
 
 from stashdb.storage import chunking, schema
 from stashdb.storage.chunking import CODEC_RAW, CODEC_ZSTD
@@ -39,12 +39,12 @@ _INSERT_ROWS = 64
 class Lookups(Protocol):
     """What a writer asks the store about: which objects and chunks it has already."""
 
-    def object_sizes(self, object_ids: Iterable[bytes]) -> dict[bytes, int]:
-        """``{object id: stored size}`` of those the store has."""
+    def object_facts(self, object_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+        """``{object id: (stored size, digest)}`` of those the store has."""
         ...
 
-    def chunk_sizes(self, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
-        """``{chunk id: stored bytes}`` of those the store has."""
+    def chunk_facts(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+        """``{chunk id: (stored bytes, digest)}`` of those the store has."""
         ...
 
     def damaged(self) -> tuple[set[bytes], set[bytes]]:
@@ -70,6 +70,17 @@ def replace_damaged(conn: Connection, table: Table, rows: list[dict[str, Any]]) 
     keys = [c.name for c in table.primary_key.columns]
     update = {c: statement.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=update), rows)
+
+
+def _fill_digests(conn: Connection, table: Table, digests: dict[bytes, bytes]) -> None:
+    """Give rows written before revision 0005 the digests a commit just computed."""
+    if digests:
+        conn.execute(
+            update(table).where(table.c.id == bindparam("key"), table.c.digest.is_(None))
+            .values(digest=bindparam("value")),
+            [{"key": k, "value": v} for k, v in digests.items()],
+        )
+        digests.clear()
 
 
 def _unmark(conn: Connection, ids: list[bytes]) -> None:
@@ -103,6 +114,7 @@ class StoredObject:
     reused: bool  # it was already in the store: nothing written
     chunks_written: int
     bytes_written: int
+    digest: bytes  # `chunking.object_digest`: what a signature covers
 
 
 @dataclass
@@ -110,7 +122,8 @@ class _Pending:
     chunks: dict[bytes, dict[str, Any]] = field(default_factory=dict)
     objects: list[dict[str, Any]] = field(default_factory=list)
     object_chunks: list[dict[str, Any]] = field(default_factory=list)
-    stored_sizes: dict[bytes, int] = field(default_factory=dict)  # object id -> stored size
+    #: object id -> (stored size, digest)
+    stored_sizes: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
     nbytes: int = 0
 
 
@@ -129,6 +142,12 @@ class ObjectWriter:
         self._compress = compress  # False: every chunk raw (same ids, same values)
         self._pending = _Pending()
         self._written: dict[bytes, int] = {}  # chunks flushed ahead of their objects
+        #: BLAKE3 of every chunk this writer met (written or found); hashed once.
+        self._digests: dict[bytes, bytes] = {}
+        #: Rows written before revision 0005 met again: their digests, to fill in.
+        self._fill_chunks: dict[bytes, bytes] = {}
+        self._fill_objects: dict[bytes, bytes] = {}
+        self._undigested: set[bytes] = set()  # chunks in the store without a digest
         self._compressor: Any = None
         # Found damaged (a read, verify): never reused; written again, then unmarked.
         self._bad_chunks, self._bad_objects = lookups.damaged()
@@ -161,10 +180,15 @@ class ObjectWriter:
         for pickler, views, layout, object_id in prepared:
             raw_size = sum(v.nbytes for v in views)
             if object_id in known:
-                results.append(StoredObject(object_id, raw_size, known[object_id], True, 0, 0))
+                size, digest = known[object_id]
+                if digest is None:  # stored before revision 0005: digest it once, now
+                    digest = self._digest_of(pickler, layout)
+                    self._fill_objects[object_id] = digest
+                    known[object_id] = (size, digest)
+                results.append(StoredObject(object_id, raw_size, size, True, 0, 0, digest))
             else:
                 stored = self._add(pickler, views, layout, object_id, existing)
-                known[object_id] = stored.stored_size
+                known[object_id] = (stored.stored_size, stored.digest)
                 results.append(stored)
         if self._pending.nbytes >= _FLUSH_BYTES:
             self.flush()
@@ -188,6 +212,7 @@ class ObjectWriter:
                 )
                 if cid not in existing:
                     row = self._encode(cid, data, compress)
+                    row["digest"] = self._chunk_digest(cid, data)
                     existing[cid] = len(row["data"])
                     self._pending.chunks[cid] = row
                     self._pending.nbytes += existing[cid]
@@ -199,21 +224,43 @@ class ObjectWriter:
                         self._flush_chunks()
                 stored_size += existing[cid]
         raw_size = sum(v.nbytes for v in views)
+        digest = self._digest_of(pickler, layout)
         self._pending.objects.append(
             {"id": object_id, "pickler": pickler, "parts": len(views),
-             "raw_size": raw_size, "stored_size": stored_size, "created": time.time()}
+             "raw_size": raw_size, "stored_size": stored_size, "created": time.time(),
+             "digest": digest}
         )
-        self._pending.stored_sizes[object_id] = stored_size
-        return StoredObject(object_id, raw_size, stored_size, False, new_chunks, written)
+        self._pending.stored_sizes[object_id] = (stored_size, digest)
+        return StoredObject(object_id, raw_size, stored_size, False, new_chunks, written, digest)
+
+    def _digest_of(self, pickler: str, layout: list[list[tuple[bytes, memoryview]]]) -> bytes:
+        """The object's digest: from the chunks' digests, each hashed at most once."""
+        rows = [
+            (part_no, seq, data.nbytes, self._chunk_digest(cid, data))
+            for part_no, part in enumerate(layout)
+            for seq, (cid, data) in enumerate(part)
+        ]
+        return chunking.object_digest(pickler, rows)
+
+    def _chunk_digest(self, cid: bytes, data: Any) -> bytes:
+        """A chunk's digest: known (this writer, the store) or hashed now, once."""
+        digest = self._digests.get(cid)
+        if digest is None:
+            digest = chunking.chunk_digest(data)
+            self._digests[cid] = digest
+            if cid in self._undigested:  # in the store from before revision 0005
+                self._fill_chunks[cid] = digest
+        return digest
 
     def put_stored(
-        self, objects: Sequence[BundleObject], chunks: dict[bytes, tuple[int, int, Any]]
+        self, objects: Sequence[BundleObject], chunks: dict[bytes, tuple[int, int, Any, bytes]]
     ) -> tuple[int, int, set[bytes]]:
         """Add objects already cut into chunks (a bundle's), skipping what the store has.
 
         Args:
             objects: the objects, each with its chunk layout.
-            chunks: ``{chunk id: (codec, raw size, stored bytes)}``, checked by the caller.
+            chunks: ``{chunk id: (codec, raw size, stored bytes, digest)}``, checked by the
+                caller.
 
         Returns:
             Chunks and bytes written, and the ids of the objects added.
@@ -228,11 +275,15 @@ class ObjectWriter:
                     {"object_id": obj.id, "part": part, "seq": seq, "chunk_id": cid,
                      "raw_size": size}
                 )
+                codec, raw_size, data, digest = chunks[cid]
+                self._digests[cid] = digest
+                if cid in self._undigested:
+                    self._fill_chunks[cid] = digest
                 if cid in existing:
                     continue
-                codec, raw_size, data = chunks[cid]
                 self._pending.chunks[cid] = {
-                    "id": cid, "raw_size": raw_size, "codec": codec, "data": data
+                    "id": cid, "raw_size": raw_size, "codec": codec, "data": data,
+                    "digest": digest,
                 }
                 existing[cid] = len(data)
                 self._pending.nbytes += len(data)
@@ -240,13 +291,16 @@ class ObjectWriter:
                 new_chunks += 1
                 if self._pending.nbytes >= _FLUSH_BYTES:
                     self._flush_chunks()
+            digest = chunking.object_digest(obj.pickler, [
+                (part, seq, size, self._digests[cid]) for part, seq, cid, size in obj.layout
+            ])
             self._pending.objects.append(
                 {"id": obj.id, "pickler": obj.pickler, "parts": obj.parts,
                  "raw_size": obj.raw_size, "stored_size": obj.stored_size,
-                 "created": time.time()}
+                 "created": time.time(), "digest": digest}
             )
-            self._pending.stored_sizes[obj.id] = obj.stored_size
-            known[obj.id] = obj.stored_size
+            self._pending.stored_sizes[obj.id] = (obj.stored_size, digest)
+            known[obj.id] = (obj.stored_size, digest)
         return new_chunks, written, {o.id for o in wanted}
 
     def flush(self) -> None:
@@ -270,6 +324,8 @@ class ObjectWriter:
         self._insert_chunks(conn)
         insert_if_absent(conn, schema.objects, pending.objects)
         insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
+        _fill_digests(conn, schema.chunks, self._fill_chunks)
+        _fill_digests(conn, schema.objects, self._fill_objects)
         # An object found damaged is whole again: its chunks are in (now or before).
         _unmark(conn, [o["id"] for o in pending.objects if o["id"] in self._bad_objects])
 
@@ -314,23 +370,33 @@ class ObjectWriter:
             replace_damaged(conn, schema.chunks, [row])
         _unmark(conn, [r["id"] for r in again])
 
-    def _known_objects(self, ids: set[bytes]) -> dict[bytes, int]:
-        """Stored sizes of the objects among ``ids`` that the store (or this batch) has."""
+    def _known_objects(self, ids: set[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+        """Stored sizes and digests of the objects among ``ids`` the store (or this batch) has."""
         pending = self._pending.stored_sizes
-        found = {oid: pending[oid] for oid in ids if oid in pending}
+        found: dict[bytes, tuple[int, bytes | None]] = {
+            oid: pending[oid] for oid in ids if oid in pending
+        }
         rest = ids - found.keys() - self._bad_objects
         if rest:
-            found.update(self._lookups.object_sizes(rest))
+            found.update(self._lookups.object_facts(rest))
         return found
 
     def _existing_chunks(self, ids: set[bytes]) -> dict[bytes, int]:
-        """Stored sizes of the chunks among ``ids`` that the store (or this batch) has."""
+        """Stored sizes of the chunks among ``ids`` that the store (or this batch) has.
+
+        Their digests are noted on the way: a chunk found needs no hashing.
+        """
         pending = self._pending.chunks
         found = {cid: len(pending[cid]["data"]) for cid in ids if cid in pending}
         found.update({cid: self._written[cid] for cid in ids if cid in self._written})
         rest = ids - found.keys() - self._bad_chunks
         if rest:
-            found.update(self._lookups.chunk_sizes(rest))
+            for cid, (size, digest) in self._lookups.chunk_facts(rest).items():
+                found[cid] = size
+                if digest is None:
+                    self._undigested.add(cid)
+                else:
+                    self._digests.setdefault(cid, bytes(digest))
         return found
 
     def _worth_compressing(self, view: memoryview) -> bool:

@@ -32,7 +32,7 @@ __all__ = [
     "SQL",
     "Lookup",
     "batches",
-    "chunk_sizes",
+    "chunk_facts",
     "damaged",
     "edges",
     "entries_from_rows",
@@ -45,11 +45,13 @@ __all__ = [
     "list_refs",
     "load_commits",
     "manifests",
-    "object_sizes",
+    "object_facts",
     "parents",
     "read_objects",
     "resolve",
+    "signatures",
     "stats",
+    "trusted_key_rows",
     "value_hashes",
 ]
 
@@ -143,8 +145,17 @@ def entries_from_rows(rows: Iterable[Any]) -> list[Entry]:
             object_id=bytes(object_id).hex() if object_id is not None else None,
             slot=_number(r.slot, where, "slot") if r.slot is not None else None,
             value_hash=_text(r.value_hash, where, "value_hash", optional=True),
+            digest=_digest(getattr(r, "digest", None), where),
         ))
     return link_groups(sorted(entries, key=lambda e: e.name))
+
+
+def _digest(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) != 32:
+        raise StoreDamaged(f"{where}: its digest is {_shown(value)}, not 32 bytes")
+    return bytes(value).hex()
 
 
 def _text(value: Any, where: str, column: str, *, optional: bool = False) -> Any:
@@ -395,21 +406,24 @@ def iter_chunks(sql: SQL, chunk_ids: Sequence[bytes]) -> Iterator[tuple[bytes, i
             yield bytes(r.id), r.codec, r.data
 
 
-def object_sizes(sql: SQL, object_ids: Iterable[bytes]) -> dict[bytes, int]:
-    """``{object id: stored size}`` of the objects the store has among ``object_ids``."""
-    return _sizes(sql, "SELECT id, stored_size AS size FROM objects", object_ids)
+def object_facts(sql: SQL, object_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+    """``{object id: (stored size, digest)}`` of the objects the store has among ``object_ids``."""
+    return _facts(sql, "SELECT id, stored_size AS size, digest FROM objects", object_ids)
 
 
-def chunk_sizes(sql: SQL, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
-    """``{chunk id: stored bytes}`` of the chunks the store has among ``chunk_ids``."""
-    return _sizes(sql, "SELECT id, LENGTH(data) AS size FROM chunks", chunk_ids)
+def chunk_facts(sql: SQL, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+    """``{chunk id: (stored bytes, digest)}`` of the chunks the store has among ``chunk_ids``."""
+    return _facts(sql, "SELECT id, LENGTH(data) AS size, digest FROM chunks", chunk_ids)
 
 
-def _sizes(sql: SQL, select: str, ids: Iterable[bytes]) -> dict[bytes, int]:
-    found: dict[bytes, int] = {}
+def _facts(sql: SQL, select: str, ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+    found: dict[bytes, tuple[int, bytes | None]] = {}
     for batch in batches(list(ids)):
         cond, params = in_list("id", batch)
-        found.update((bytes(r.id), r.size) for r in sql.rows(f"{select} WHERE {cond}", params))
+        found.update(
+            (bytes(r.id), (r.size, bytes(r.digest) if r.digest is not None else None))
+            for r in sql.rows(f"{select} WHERE {cond}", params)
+        )
     return found
 
 
@@ -467,3 +481,21 @@ def stats(sql: SQL) -> StoreStats:
         stored_bytes=int(sizes.stored),
         logical_bytes=int(logical),
     )
+
+
+def signatures(sql: SQL, commit_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+    """``{commit id: (key id, signature)}`` of the signed commits among ``commit_ids``."""
+    found: dict[str, tuple[str, bytes]] = {}
+    for batch in batches(list(commit_ids)):
+        cond, params = in_list("commit_id", batch)
+        for r in sql.rows(f"SELECT commit_id, key_id, signature FROM signatures WHERE {cond}",
+                          params):
+            found[r.commit_id] = (str(r.key_id), bytes(r.signature))
+    return found
+
+
+def trusted_key_rows(sql: SQL) -> list[Any]:
+    """The rows of the store's trusted keys (each checked by the caller against its signer)."""
+    return list(sql.rows(
+        "SELECT key_id, public_key, name, added, revoked, signer, signature FROM trusted_keys "
+        "ORDER BY key_id", {}))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from stashdb.errors import RefNotFound
 from stashdb.model import (
@@ -85,6 +85,21 @@ class Reader:
         """The store's settings whose keys start with ``prefix``."""
         with self.transaction() as sql:
             return queries.notes(sql, prefix)
+
+    def commit_ids(self) -> list[str]:
+        """The id of every commit in the store, oldest first."""
+        with self.transaction() as sql:
+            return [r.id for r in sql.rows("SELECT id FROM commits ORDER BY time, id")]
+
+    def signatures(self, commit_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """``{commit id: (key id, signature)}`` of the signed commits among ``commit_ids``."""
+        with self.transaction() as sql:
+            return queries.signatures(sql, commit_ids)
+
+    def trusted_key_rows(self) -> list[Any]:
+        """The store's own list of trusted keys, as rows (revision 0005)."""
+        with self.transaction() as sql:
+            return queries.trusted_key_rows(sql)
 
     def list_refs(self, kind: str | None = None) -> list[Ref]:
         """Every ref, or every ref of one ``kind`` (``branch`` or ``tag``), sorted by name."""
@@ -234,20 +249,20 @@ class Reader:
         with self.transaction() as sql:
             return queries.read_objects(sql, object_ids)
 
-    def object_sizes(self, object_ids: Iterable[bytes]) -> dict[bytes, int]:
-        """``{object id: stored size}`` of the objects the store has among ``object_ids``."""
+    def object_facts(self, object_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+        """``{object id: (stored size, digest)}`` of the objects the store has among them."""
         with self.transaction() as sql:
-            return queries.object_sizes(sql, object_ids)
+            return queries.object_facts(sql, object_ids)
 
     def damaged(self) -> tuple[set[bytes], set[bytes]]:
         """Chunk ids and object ids found damaged and not written again since."""
         with self.transaction() as sql:
             return queries.damaged(sql)
 
-    def chunk_sizes(self, chunk_ids: Iterable[bytes]) -> dict[bytes, int]:
-        """``{chunk id: stored bytes}`` of the chunks the store has among ``chunk_ids``."""
+    def chunk_facts(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
+        """``{chunk id: (stored bytes, digest)}`` of the chunks the store has among them."""
         with self.transaction() as sql:
-            return queries.chunk_sizes(sql, chunk_ids)
+            return queries.chunk_facts(sql, chunk_ids)
 
 
 def _tip(sql: queries.SQL, branch: str | None) -> str | None:

@@ -40,6 +40,9 @@ chunks = Table(
     Column("raw_size", Integer, nullable=False),
     Column("codec", SmallInteger, nullable=False),  # 0 = raw, 1 = zstd
     Column("data", LargeBinary, nullable=False),
+    # Revision 0005: BLAKE3 of the uncompressed bytes, computed once when first
+    # written (NULL: written before 0005; filled when a commit meets it again).
+    Column("digest", LargeBinary(32)),
 )
 
 #: One stored value (or group of values): a pickle stream plus out-of-band buffers.
@@ -54,6 +57,9 @@ objects = Table(
     # Revision 0003: when it was written (epoch seconds; NULL: before 0003, old).
     # gc spares recent objects: they may belong to a commit still in flight.
     Column("created", Float),
+    # Revision 0005: BLAKE3 over the pickler and the chunk layout with each
+    # chunk's digest (docs/format.md, "Digests"); NULL: written before 0005.
+    Column("digest", LargeBinary(32)),
 )
 
 #: The chunks of each part of an object, in order.
@@ -120,6 +126,7 @@ entries = Table(
     Column("reason", Text),  # why it was skipped
     Column("module", Text),  # module entries: the module to import
     Column("version", Text),  # module entries: its version when committed
+    Column("digest", LargeBinary(32)),  # revision 0005: its object's digest, as signed
     Index("ix_entries_object_id", "object_id"),
     Index("ix_entries_name", "name", "commit_id"),  # revision 0002: history, diff
 )
@@ -133,6 +140,33 @@ refs = Table(
     Column("commit_id", String(32), nullable=False),
     Column("message", Text),
     Column("time", Float, nullable=False),
+)
+
+#: Revision 0005: a commit's signature (docs/security.md). One per commit: the
+#: key that signed it and an Ed25519 signature over its contents with every
+#: digest it reaches. Commits without a row are unsigned.
+signatures = Table(
+    "signatures",
+    metadata,
+    Column("commit_id", String(32), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("signed", Float, nullable=False),
+)
+
+#: Revision 0005: the team's trusted public keys, each row signed by the key
+#: that added it (``signer``); a reader trusts a row only if it trusts its signer.
+#: ``revoked`` (epoch seconds) marks a key no longer trusted.
+trusted_keys = Table(
+    "trusted_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("public_key", Text, nullable=False),  # OpenSSH form: ssh-ed25519 AAAA… name
+    Column("name", Text, nullable=False),
+    Column("added", Float, nullable=False),
+    Column("revoked", Float),
+    Column("signer", String(64), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
 )
 
 #: Revision 0004: chunks and objects found damaged (by a read or `verify`). A

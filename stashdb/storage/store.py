@@ -17,7 +17,7 @@ from stashdb.storage.reader import Reader
 from stashdb.storage.sqlite_driver import SQLiteDriver, sqlite_path
 
 if TYPE_CHECKING:
-    from stashdb.storage.commits import CommitWriter
+    from stashdb.storage.commits import CommitWriter, Signer
     from stashdb.storage.engine import Database
     from stashdb.storage.maintenance import GcReport, PruneReport, RepairReport, VerifyReport
     from stashdb.storage.objects import ObjectWriter
@@ -46,6 +46,8 @@ class Store:
         self._lock_timeout = lock_timeout
         self._light = light
         self._database = database
+        #: Signs each commit as it is written (Repo sets it: the user's key).
+        self.signer: Signer | None = None
         self._reader: Reader | None = Reader(light) if light is not None else None
         self._commits: CommitWriter | None = None
 
@@ -129,6 +131,7 @@ class Store:
             from stashdb.storage.commits import CommitWriter
 
             self._commits = CommitWriter(self.database)
+            self._commits.signer = self.signer
         return self._commits
 
     def object_writer(self, *, compress: bool = True) -> ObjectWriter:

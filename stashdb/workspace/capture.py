@@ -231,6 +231,7 @@ class _Capturer:
                     kind="value",
                     status="reused" if stored.reused else "stored",
                     object_id=stored.object_id.hex(),
+                    digest=stored.digest.hex(),
                     slot=slot if grouped else None,
                     value_hash=value_hash,
                     type_name=info.type_name,

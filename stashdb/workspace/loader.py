@@ -11,10 +11,10 @@ import functools
 import importlib
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Protocol
 
-from stashdb.errors import CorruptChunk, RestoreError
+from stashdb.errors import CorruptChunk, RestoreError, TamperedData
 from stashdb.model import Commit, Entry
 from stashdb.pickling.pickler import group_values, loads
 
@@ -28,13 +28,22 @@ _PREFETCH_BYTES = 64 * 1024 * 1024
 _READ_AHEAD_BYTES = 256 * 1024 * 1024
 
 
+class ReadObject(Protocol):
+    """One object as read (`stashdb.storage.chunking.Assembled`)."""
+
+    @property
+    def pickler(self) -> str: ...
+    @property
+    def parts(self) -> list[Any]: ...
+    @property
+    def digest(self) -> bytes: ...
+
+
 class ObjectSource(Protocol):
     """Where a Loader reads objects: a store's `stashdb.storage.reader.Reader`."""
 
-    def read_many(
-        self, object_ids: Iterable[bytes]
-    ) -> dict[bytes, tuple[str, list[Any]] | CorruptChunk]:
-        """Each object's pickler and parts, or the damage found reading it."""
+    def read_many(self, object_ids: Iterable[bytes]) -> Mapping[bytes, ReadObject | CorruptChunk]:
+        """Each object's pickler, parts and digest, or the damage found reading it."""
         ...
 
 
@@ -56,8 +65,15 @@ class Loader:
         commit: Commit,
         namespace: MutableMapping[str, Any],
         prefer_namespace: Iterable[str] = (),
+        *,
+        verify: bool = False,
+        safe: bool = False,
     ) -> None:
         self._chunks = chunks
+        #: Compare each object's digest as read with the one the commit's signature covers.
+        self._verify = verify
+        #: Unpickle through the allow-list (`stashdb.pickling.safe`), never the workspace.
+        self._safe = safe
         self.commit = commit
         self._entries = {e.name: e for e in commit.entries}
         self._namespace = namespace
@@ -66,7 +82,7 @@ class Loader:
         self._objects: dict[str, Any] = {}  # object id (/name if alone) -> unpickled value
         # Read ahead on a thread (`prefetch`): object id -> size, for those not used yet.
         self._planned: dict[str, int] = {}
-        self._read_ahead: dict[str, tuple[str, list[Any]] | CorruptChunk] = {}
+        self._read_ahead: dict[str, ReadObject | CorruptChunk] = {}
         self._ready = threading.Condition()
         self._ahead_bytes = 0
         self._in_flight: set[str] = set()
@@ -111,14 +127,13 @@ class Loader:
                 found = self._read(entry.object_id)
                 if isinstance(found, CorruptChunk):
                     raise found.for_name(entry.name)
-                _, parts = found
-                try:
-                    self._objects[key] = loads(
-                        parts,
-                        module=self.commit.workspace,
-                        resolve=self.resolve,
-                        namespace=self._namespace,  # type: ignore[arg-type]
+                if self._verify and found.digest.hex() != entry.digest:
+                    raise TamperedData(
+                        self.commit.id, "its stored bytes do not match the digest its signature "
+                        "covers", name=entry.name,
                     )
+                try:
+                    self._objects[key] = self._unpickle(found.parts, entry.name)
                 except (RestoreError, CorruptChunk):
                     raise
                 except Exception as exc:
@@ -127,6 +142,18 @@ class Loader:
                 self._loading.discard(entry.name)
         obj = self._objects[key]
         return obj if entry.slot is None else group_values(obj)[entry.slot]
+
+    def _unpickle(self, parts: list[Any], name: str) -> Any:
+        if self._safe:
+            from stashdb.pickling.safe import safe_loads
+
+            return safe_loads(parts, name=name)
+        return loads(
+            parts,
+            module=self.commit.workspace,
+            resolve=self.resolve,
+            namespace=self._namespace,  # type: ignore[arg-type]
+        )
 
     def prefetch(self, names: Iterable[str]) -> None:
         """Read the objects of ``names`` ahead, in that order, on a background thread.
@@ -202,7 +229,7 @@ class Loader:
             self._read_ahead.clear()
             self._ready.notify_all()
 
-    def _read(self, object_id: str) -> tuple[str, list[Any]] | CorruptChunk:
+    def _read(self, object_id: str) -> ReadObject | CorruptChunk:
         with self._ready:
             if object_id in self._in_flight:  # being read: wait for it (no deadlock: it runs)
                 self._ready.wait_for(lambda: object_id not in self._in_flight)

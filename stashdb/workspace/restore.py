@@ -33,7 +33,7 @@ from collections.abc import Collection, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from stashdb.errors import NameNotInSnapshot, RestoreError
+from stashdb.errors import NameNotInSnapshot, RestoreError, TamperedData
 from stashdb.model import CheckoutReport, Commit, Entry, Failure, Progress, Skipped
 from stashdb.workspace.environment import version_warnings
 from stashdb.workspace.loader import Loader, ObjectSource
@@ -85,6 +85,8 @@ def restore(
     known: KnownState | None = None,
     tracked: Collection[str] = (),
     progress: Progress | None = None,
+    verify: bool = False,
+    safe: bool = False,
 ) -> CheckoutReport:
     """Apply snapshot ``commit`` to ``namespace``, reading its values from ``source``.
 
@@ -99,9 +101,13 @@ def restore(
         tracked: for an exact checkout, the names the namespace's current
             snapshot holds: those the target lacks are removed.
         progress: called as ``progress(done_bytes, total_bytes)``.
+        verify: check each value's bytes against the digest the (checked)
+            signature covers before unpickling it.
+        safe: unpickle through the allow-list (`stashdb.pickling.safe`).
 
     Raises:
         NameNotInSnapshot: an ``only`` name is not in the snapshot.
+        TamperedData: a value's bytes are not what was signed; nothing changed.
     """
     in_snapshot = {e.name: e for e in commit.entries}
     wanted = _wanted(commit, in_snapshot, only)
@@ -110,7 +116,8 @@ def restore(
     try:
         drop = set(tracked) if only is None and not merge else None
         report = _apply(
-            source, commit, namespace, wanted, keep, progress, drop=drop, partial=only is not None
+            source, commit, namespace, wanted, keep, progress, drop=drop,
+            partial=only is not None, verify=verify, safe=safe,
         )
     finally:
         # Not restored (it failed, or the checkout was interrupted): the old
@@ -185,12 +192,15 @@ def _apply(
     *,
     drop: set[str] | None,
     partial: bool,
+    verify: bool = False,
+    safe: bool = False,
 ) -> CheckoutReport:
     report = CheckoutReport(commit, kept=sorted(keep))
     to_read = [n for n in wanted if n not in keep]
     # In a partial checkout, names the namespace has stay what restored values refer to.
     prefer = (set(namespace) - set(wanted)) if partial else set()
-    loader = Loader(source, commit, namespace, prefer_namespace=prefer | set(keep))
+    loader = Loader(source, commit, namespace, prefer_namespace=prefer | set(keep),
+                    verify=verify, safe=safe)
     in_snapshot = {e.name: e for e in commit.entries}
     # Smallest first, in the order they are read ahead: the values slow to
     # unpickle (many objects, imports) tend to be small, and the big
@@ -240,6 +250,8 @@ def _load_all(
             continue
         try:
             restored[name] = loader.load(name)
+        except TamperedData:
+            raise  # the store was changed behind its writer's back: nothing is applied
         except RestoreError as exc:
             report.failed.append(Failure(name, exc.reason))
         except Exception as exc:  # CorruptChunk and anything a value's __setstate__ raises

@@ -38,12 +38,14 @@ class Snapshot(Mapping[str, Any]):
     Skipped names are not keys; they are listed in ``commit.skipped``.
     """
 
-    def __init__(self, source: ObjectSource, commit: Commit) -> None:
+    def __init__(
+        self, source: ObjectSource, commit: Commit, *, verify: bool = False, safe: bool = False
+    ) -> None:
         self.commit = commit
         self.entries = {e.name: e for e in commit.entries}
         self._names = [e.name for e in commit.entries if e.kind != "skipped"]
         self._globals = _SnapshotGlobals(self)
-        self._loader = Loader(source, commit, self._globals)
+        self._loader = Loader(source, commit, self._globals, verify=verify, safe=safe)
 
     def __getitem__(self, name: str) -> Any:
         """The value of ``name``, unpickled now (with its group and what it refers to).
