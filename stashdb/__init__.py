@@ -43,6 +43,7 @@ from stashdb.errors import (
     SessionError,
     StashError,
     StoreDamaged,
+    StoreKeyMissing,
     StoreLocked,
     StoreNotFound,
     StoreUnreachable,

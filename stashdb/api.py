@@ -102,12 +102,27 @@ def close_all() -> None:
         repo.close()
 
 
-def init(path: str | os.PathLike[str] = ".", *, lock_timeout: float | None = None) -> Repo:
+def init(
+    path: str | os.PathLike[str] = ".", *, lock_timeout: float | None = None,
+    encrypt: bool = False,
+) -> Repo:
     """Create a store in ``path/.stashdb/`` (or a database URL) and return it.
 
     Opening an existing store is not an error: you get that store.
-    ``lock_timeout``: as for `open`.
+    ``lock_timeout``: as for `open`. ``encrypt``: a new store whose chunks and
+    value descriptions are sealed under a store key kept in your key
+    directory (`Repo.encrypt`; docs/security.md).
+
+    Raises:
+        InvalidArguments: ``encrypt`` for a store that holds commits already.
     """
+    repo = _init(path, lock_timeout)
+    if encrypt:
+        repo.encrypt()
+    return repo
+
+
+def _init(path: str | os.PathLike[str], lock_timeout: float | None) -> Repo:
     text = os.fspath(path)
     if _is_url(text):  # the URL, password masked
         return _cached(text, create=True, location=None, lock_timeout=lock_timeout)

@@ -38,6 +38,7 @@ __all__ = [
     "SessionError",
     "StashError",
     "StoreDamaged",
+    "StoreKeyMissing",
     "StoreLocked",
     "StoreNotFound",
     "StoreUnreachable",
@@ -279,6 +280,19 @@ class TamperedData(StashError):
         super().__init__(
             f"{subject}: {what}; it was changed after it was signed (or damaged), and "
             "nothing of it was unpickled. Run `stashdb verify` to see what else is affected"
+        )
+
+
+class StoreKeyMissing(StashError):
+    """An encrypted store's key is not in the user's key directory: nothing can be read."""
+
+    def __init__(self, location: str, key_id: str) -> None:
+        self.location = location
+        self.key_id = key_id
+        super().__init__(
+            f"{location} is encrypted with store key {key_id}, which is not in your key "
+            "directory: ask whoever made the store for it (`stashdb keys export --store-key`) "
+            "and add it with `stashdb keys trust FILE`"
         )
 
 

@@ -34,6 +34,7 @@ from stashdb.errors import (
     BadBundle,
     CorruptChunk,
     ExportError,
+    InvalidArguments,
     NameNotInSnapshot,
     NotABranch,
     StashError,
@@ -107,6 +108,28 @@ class Repo:
         #: The user's keys: every commit is signed with their own (docs/security.md).
         self.keyring = KeyRing()
         storage.signer = self._sign
+        storage.unseal(self.keyring.store_key)  # an encrypted store: read with its key
+
+    def encrypt(self) -> str:
+        """Make this new, empty store an encrypted one; returns the store key's id.
+
+        The key (32 random bytes) goes to the key directory, never the store;
+        share it with `stashdb keys export --store-key` (docs/security.md).
+
+        Raises:
+            InvalidArguments: the store holds commits already.
+        """
+        import os
+
+        if self.storage.sealer.encrypted:
+            assert self.storage.sealer.key_id is not None
+            return self.storage.sealer.key_id
+        if self._reader.commit_ids():
+            self.storage.seal_with(b"\0" * 32)  # raises: it says why
+        key = os.urandom(32)
+        key_id = self.keyring.add_store_key(key)
+        self.storage.seal_with(key)
+        return key_id
 
     def _sign(self, commit: Commit) -> tuple[str, bytes]:
         from stashdb.trust.signing import sign
@@ -368,6 +391,11 @@ class Repo:
         """
         from stashdb.storage.bundle import write_bundle
 
+        if self.storage.sealer.encrypted:
+            raise InvalidArguments(
+                "a state of an encrypted store cannot leave it as a bundle yet: its chunks are "
+                "sealed under the store's key"
+            )
         commit_id = self.resolve(rev)
         with self._reader.transaction() as sql:
             return write_bundle(sql, [commit_id])
@@ -707,7 +735,7 @@ class Repo:
             why = entry.reason if entry.kind == "skipped" else f"it is a {entry.kind}"
             raise ExportError(os.fspath(path), f"{name!r} holds no stored value ({why})")
         object_id = bytes.fromhex(entry.object_id)
-        found = self._objects.read_many([object_id])[object_id]
+        found = self._objects.read_many([object_id], digests=False)[object_id]
         if isinstance(found, CorruptChunk):
             raise found.for_name(name)
         pickler, parts, _ = found
@@ -784,7 +812,7 @@ class Repo:
 
         self._writes.settle()
         own = self.keyring.own()
-        digested = fill_digests(self.storage.database, own.key_id)
+        digested = fill_digests(self.storage.database, own.key_id, self.storage.sealer)
         reader = self.storage.reader
         ids = reader.commit_ids()
         signatures = reader.signatures(ids)
@@ -989,9 +1017,9 @@ class _NotingDamage:
     def __init__(self, reader: Reader, note: Callable[[list[CorruptChunk]], None]) -> None:
         self._reader, self._note = reader, note
 
-    def read_many(self, object_ids: Iterable[bytes]) -> dict[bytes, Any]:
+    def read_many(self, object_ids: Iterable[bytes], *, digests: bool = True) -> dict[bytes, Any]:
         """The objects, as the reader gives them; damage found is noted on the way."""
-        found = self._reader.read_many(object_ids)
+        found = self._reader.read_many(object_ids, digests=digests)
         damage = [v for v in found.values() if isinstance(v, CorruptChunk)]
         if damage:
             self._note(damage)

@@ -31,6 +31,8 @@ INTERNAL = {
     "PicklingError": "session files -> capture: a file not stored becomes a skipped entry",
     "WorkerDied": "session runners -> Session: it recovers, then raises WorkerCrashed",
     "WorkerTimedOut": "session runners -> Session: it recovers, then raises ExecutionTimeout",
+    "Unsealable": "sealing -> chunking, queries, Store: becomes damage (CorruptChunk), "
+                  "StoreDamaged, or KeyProblem for a wrong store key",
 }
 #: Builtins raised to keep a Python protocol (a mapping's KeyError, PEP 562).
 PROTOCOL = {"KeyError", "AttributeError", "NotImplementedError"}

@@ -219,11 +219,11 @@ def test_a_failed_read_ahead_batch_is_read_again_and_fails_nothing_else(
     real = source.read_many
     calls: list[int] = []
 
-    def flaky(self: object, ids: object) -> object:
+    def flaky(self: object, ids: object, **options: bool) -> object:
         calls.append(1)
         if len(calls) == 2:  # one transient failure, on the read-ahead thread
             raise MemoryError("transient failure reading one batch")
-        return real(self, ids)  # type: ignore[arg-type]
+        return real(self, ids, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(source, "read_many", flaky)
     ns: dict[str, object] = {}

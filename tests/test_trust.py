@@ -253,3 +253,27 @@ def test_a_state_from_an_untrusted_writer_is_refused_by_restore_state(tmp_path: 
     KeyRing(tmp_path / "bob").trust(KeyRing(tmp_path / "alice").own().public.openssh, "a.pub")
     bob.add_bundle(blob, branch="from-alice", message="restore")  # trusted now: stored
     assert bob.show("from-alice").names == ["n", "planted"]
+
+
+@pytest.mark.parametrize("line", [
+    "garbage", "ssh-ed25519 !!!not-base64!!! me",
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 me",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOUWg29p3mgTnd4ga1Ln3nTq0YOU9h5iwCUiuO55 me",
+])
+def test_a_file_that_is_no_ed25519_public_key_is_refused(tmp_path: Path, line: str) -> None:
+    ring = KeyRing(tmp_path / "keys")
+    with pytest.raises(stashdb.KeyProblem, match=r"friend\.pub"):
+        ring.trust(line, "friend.pub")
+    assert ring.trusted() == {}
+
+
+def test_an_exported_key_line_is_what_cryptography_reads(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    own = KeyRing(tmp_path / "keys").own()
+    parsed = serialization.load_ssh_public_key(own.public.openssh.encode())
+    raw = parsed.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    from stashdb.trust.keys import PublicKey
+
+    assert PublicKey.parse(own.public.openssh, "x").key_id == own.key_id
+    assert own.key_id == __import__("hashlib").sha256(raw).hexdigest()[:16]

@@ -88,17 +88,29 @@ def export(
         Path | None,
         typer.Option("-o", "--output", metavar="FILE", help="Write it to FILE (default: stdout)."),
     ] = None,
+    store_key: Annotated[
+        bool, typer.Option("--store-key", help="The key of the (encrypted) store instead: a "
+                                               "secret, for those who may read it.")
+    ] = False,
+    store: Store = None,
 ) -> None:
     """Print (or write) your public key, for colleagues' `stashdb keys trust FILE`.
 
     Example: stashdb keys export -o alice.pub
     """
-    line = KeyRing().own().public.openssh
+    if store_key:
+        sealer = open_store(store).storage.sealer
+        if sealer.key_id is None:
+            raise KeyProblem("the store", "it is not encrypted: it has no store key")
+        line = KeyRing().export_store_key(sealer.key_id)
+    else:
+        line = KeyRing().own().public.openssh
     if output is None:
         print(line)
     else:
         output.write_text(line + "\n")
-        err.print(f"wrote your public key to {safe(str(output))}")
+        what = "the store key (a secret)" if store_key else "your public key"
+        err.print(f"wrote {what} to {safe(str(output))}")
 
 
 @keys_app.command("trust")
@@ -119,8 +131,11 @@ def trust(
         key = open_store(store).trust_key(text)
         out.print(f"added key {key.key_id} ({safe(key.name)}) to the store's trusted list")
     else:
-        key = KeyRing().trust(text, str(file))
-        out.print(f"you trust key {key.key_id} ({safe(key.name)})")
+        kept = KeyRing().trust(text, str(file))
+        if isinstance(kept, str):
+            out.print(f"kept store key {kept}: you can read the stores encrypted with it")
+        else:
+            out.print(f"you trust key {kept.key_id} ({safe(kept.name)})")
 
 
 @keys_app.command("revoke")

@@ -35,15 +35,21 @@ def init(
     path: Annotated[
         str, typer.Argument(metavar="PATH", help="Directory (or database URL) for the store.")
     ] = ".",
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt", help="Seal its data under a store key kept in your "
+                                             "key directory (docs/security.md).")
+    ] = False,
 ) -> None:
     """Create a store: .stashdb/ under PATH (default: here).
 
     Example: stashdb init ~/projects/churn
     """
     existed = "://" not in path and (Path(path) / ".stashdb" / "stash.db").is_file()
-    repo = stashdb.init(path, lock_timeout=lock_timeout())
+    repo = stashdb.init(path, lock_timeout=lock_timeout(), encrypt=encrypt)
     verb = "Reinitialized existing" if existed else "Initialized empty"
-    out.print(f"{verb} stashdb store in {render.markup_safe(repo.location)}")
+    sealed = repo.storage.sealer
+    how = f" (encrypted: store key {sealed.key_id})" if sealed.encrypted else ""
+    out.print(f"{verb} stashdb store in {render.markup_safe(repo.location)}{how}")
 
 
 @app.command(

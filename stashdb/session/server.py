@@ -46,7 +46,14 @@ _PID = struct.Struct("<q")
 _STATUS = struct.Struct("<i")
 _PR_SET_PDEATHSIG = 1
 #: Modules every worker needs, imported once by the server.
-PRELOAD = ("stashdb.session.worker",)
+#: What every worker needs: the worker itself, and what signing a commit imports
+#: (cryptography's key loading costs 24 ms to import: paid once, in the server).
+PRELOAD = (
+    "stashdb.session.worker",
+    "cryptography.hazmat.primitives.serialization",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "blake3",
+)
 _BOOT = (
     "import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('STASHDB_SYS_PATH')); "
     "from stashdb.session.server import main; "

@@ -88,7 +88,7 @@ class BundleObjects:
         self._objects = {o.id: o for o in bundle.objects}
         self._chunks = {cid: (codec, data) for cid, codec, _, data in bundle.chunks}
 
-    def read_many(self, object_ids: Iterable[bytes]) -> chunking.Objects:
+    def read_many(self, object_ids: Iterable[bytes], *, digests: bool = True) -> chunking.Objects:
         """Each object's pickler and parts (checked chunk by chunk), as `Reader.read_many`."""
         ids = list(object_ids)
         found = [self._objects[oid] for oid in ids if oid in self._objects]
@@ -104,7 +104,7 @@ class BundleObjects:
                     codec, data = self._chunks[cid]
                     yield cid, codec, data
 
-        return chunking.assemble(ids, heads, places, fetch)
+        return chunking.assemble(ids, heads, places, fetch, digests=digests)
 
 
 def write_bundle(sql: queries.SQL, commit_ids: list[str], *, kind: str = "state") -> bytes:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import xxhash
 
 from stashdb.errors import CorruptChunk
+from stashdb.storage.sealing import PLAIN, SEALED, Plain
 
 __all__ = [
     "CHUNK_SIZE",
@@ -95,10 +96,10 @@ def object_digest(pickler: str, rows: Iterable[tuple[int, int, int, bytes]]) -> 
     return hasher.digest()
 
 
-def object_id_of(pickler: str, parts: Sequence[Any]) -> bytes:
+def object_id_of(pickler: str, parts: Sequence[Any], sealer: Plain = PLAIN) -> bytes:
     """The id an object made of ``parts`` has (or would have) in the store."""
     views = flat_views(parts)
-    return object_id(pickler, views, layout(parts, views))
+    return object_id(pickler, views, layout(parts, views, sealer))
 
 
 def flat_views(parts: Sequence[Any]) -> list[memoryview]:
@@ -106,9 +107,12 @@ def flat_views(parts: Sequence[Any]) -> list[memoryview]:
     return [memoryview(p).cast("B") for p in parts]
 
 
-def layout(parts: Sequence[Any], views: list[memoryview]) -> list[list[tuple[bytes, memoryview]]]:
-    """For each part, its chunks as (chunk id, bytes) in order."""
-    return [[(chunk_id(c), c) for c in _split(v, _row_bytes(p))] for p, v in zip(parts, views)]
+def layout(
+    parts: Sequence[Any], views: list[memoryview], sealer: Plain = PLAIN
+) -> list[list[tuple[bytes, memoryview]]]:
+    """For each part, its chunks as (chunk id, bytes) in order (ids keyed in a sealed store)."""
+    ids = sealer.chunk_id
+    return [[(ids(c), c) for c in _split(v, _row_bytes(p))] for p, v in zip(parts, views)]
 
 
 def object_id(
@@ -178,14 +182,20 @@ def _decompress(data: bytes | memoryview) -> bytes:
 
 
 def verify_chunk(
-    cid: bytes, codec: int, data: bytes | memoryview
+    cid: bytes, codec: int, data: bytes | memoryview, sealer: Plain = PLAIN
 ) -> tuple[bytes | memoryview, CorruptChunk | None]:
-    """The chunk's uncompressed bytes, or the damage found in them (format rule 5)."""
+    """The chunk's uncompressed bytes, or the damage found in them (format rule 5).
+
+    A sealed chunk (an encrypted store) is opened first: a seal that does not
+    hold is damage like any other.
+    """
     try:
+        if codec == SEALED:
+            codec, data = sealer.open(cid, data)
         raw = _decompress(data) if codec == CODEC_ZSTD else data
-    except Exception:  # damaged compressed bytes: report them as damage
+    except Exception:  # damaged compressed bytes, a broken seal: report them as damage
         return b"", CorruptChunk(cid.hex(), chunk_id(data).hex())
-    got = chunk_id(raw)
+    got = sealer.chunk_id(raw)
     if got != cid:
         return b"", CorruptChunk(cid.hex(), got.hex())
     return raw, None
@@ -234,6 +244,9 @@ def assemble(
     heads: dict[bytes, tuple[str, int]],
     places: Sequence[ChunkPlace],
     fetch: Callable[[list[bytes]], Iterable[tuple[bytes, int, bytes]]],
+    sealer: Plain = PLAIN,
+    *,
+    digests: bool = True,
 ) -> Objects:
     """Put objects back together from their chunks, checking every chunk.
 
@@ -265,12 +278,12 @@ def assemble(
         targets.setdefault(p.chunk_id, []).append((p.object_id, p.part, offset))
         offsets[p.object_id][p.part] = offset + p.raw_size
     seen = set()
-    digests: dict[bytes, bytes] = {}
+    chunk_digests: dict[bytes, bytes] = {}
     for cid, codec, data in fetch(list(targets)):
         seen.add(cid)
-        raw, damage = verify_chunk(cid, codec, data)
-        if damage is None:
-            digests[cid] = chunk_digest(raw)
+        raw, damage = verify_chunk(cid, codec, data, sealer)
+        if damage is None and digests:
+            chunk_digests[cid] = sealer.digest(raw)
         for oid, part, offset in targets[cid]:
             if damage is not None:
                 results.setdefault(oid, CorruptChunk(cid.hex(), damage.got, object_id=oid.hex()))
@@ -282,11 +295,11 @@ def assemble(
                 results.setdefault(oid, CorruptChunk(cid.hex(), None, object_id=oid.hex()))
     rows: dict[bytes, list[tuple[int, int, int, bytes]]] = {}
     for p in places:
-        if p.chunk_id in digests:
+        if p.chunk_id in chunk_digests:
             rows.setdefault(p.object_id, []).append((p.part, p.seq, p.raw_size,
-                                                     digests[p.chunk_id]))
+                                                     chunk_digests[p.chunk_id]))
     for oid, (pickler, _) in heads.items():
         if oid not in results:
-            digest = object_digest(pickler, rows.get(oid, []))
+            digest = object_digest(pickler, rows.get(oid, [])) if digests else b""
             results[oid] = Assembled(pickler, buffers[oid], digest)
     return results

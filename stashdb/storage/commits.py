@@ -26,6 +26,7 @@ from stashdb.storage.engine import Database
 from stashdb.storage.engine_driver import EngineSQL
 from stashdb.storage.objects import ObjectWriter, insert_if_absent
 from stashdb.storage.refs import check_name
+from stashdb.storage.sealing import PLAIN, SEALED_COLUMNS, Plain
 
 __all__ = ["CommitWriter", "ObjectsCollected"]
 
@@ -51,9 +52,9 @@ class ObjectsCollected(Exception):
         self.objects = objects
 
 
-def entry_row(entry: Entry) -> dict[str, Any]:
+def entry_row(entry: Entry, sealer: Plain = PLAIN) -> dict[str, Any]:
     """The ``entries`` row of one manifest entry (without its commit id)."""
-    return {
+    row: dict[str, Any] = {
         "name": entry.name,
         "kind": entry.kind,
         "status": entry.status,
@@ -72,6 +73,10 @@ def entry_row(entry: Entry) -> dict[str, Any]:
         "version": entry.version,
         "digest": bytes.fromhex(entry.digest) if entry.digest else None,
     }
+    if sealer.encrypted:  # what describes the value, sealed (docs/security.md)
+        for column in SEALED_COLUMNS:
+            row[column] = sealer.seal_text(row[column])
+    return row
 
 
 def commit_id_of(
@@ -99,6 +104,8 @@ class CommitWriter:
         self._database = database
         #: Signs every commit in the transaction that writes it (None: unsigned).
         self.signer: Signer | None = None
+        #: Seals what describes values in an encrypted store (set by `Store`).
+        self.sealer: Plain = PLAIN
 
     def write_commit(
         self,
@@ -182,7 +189,7 @@ class CommitWriter:
             commit_id = commit_id_of(parents, now, message, branch, entries)
             conn.execute(
                 schema.commits.insert().values(
-                    id=commit_id, time=now, message=message, branch=branch,
+                    id=commit_id, time=now, message=self.sealer.seal_text(message), branch=branch,
                     workspace=origin.workspace, user=origin.user, host=origin.host,
                     python=origin.python, dill=origin.dill,
                     packages=json.dumps(dict(sorted(origin.packages.items()))),
@@ -203,7 +210,7 @@ class CommitWriter:
             if entries:
                 conn.execute(
                     schema.entries.insert(),
-                    [{"commit_id": commit_id, **entry_row(e)} for e in entries],
+                    [{"commit_id": commit_id, **entry_row(e, self.sealer)} for e in entries],
                 )
             # What was written, as a read would give it back (not read: a small commit
             # is a few milliseconds, and reading it back cost 0.15 of them).

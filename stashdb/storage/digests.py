@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from stashdb.storage import chunking, queries, schema
 from stashdb.storage.engine import Database
 from stashdb.storage.engine_driver import EngineSQL
+from stashdb.storage.sealing import PLAIN, Plain
 
 __all__ = ["DigestReport", "fill_digests"]
 
@@ -33,7 +34,7 @@ class DigestReport:
     commits: set[str]  # commits whose manifest rows got digests (signed before: sign again)
 
 
-def fill_digests(database: Database, signer: str) -> DigestReport:
+def fill_digests(database: Database, signer: str, sealer: Plain = PLAIN) -> DigestReport:
     """Digest every object that has no digest yet (and its chunks and manifest rows).
 
     Manifest rows of commits someone other than ``signer`` (a key id) signed
@@ -47,16 +48,16 @@ def fill_digests(database: Database, signer: str) -> DigestReport:
     touched: set[str] = set()
     for batch in queries.batches(todo, _OBJECTS_PER_TRANSACTION):
         with database.write() as conn:
-            done, hashed, bad = _digest_batch(conn, list(batch), signer, touched)
+            done, hashed, bad = _digest_batch(conn, list(batch), signer, touched, sealer)
         objects, chunks = objects + done, chunks + hashed
         unreadable += bad
     return DigestReport(objects, chunks, unreadable, touched)
 
 
 def _digest_batch(
-    conn: Connection, batch: list[bytes], signer: str, touched: set[str]
+    conn: Connection, batch: list[bytes], signer: str, touched: set[str], sealer: Plain
 ) -> tuple[int, int, list[str]]:
-    sql = EngineSQL(conn)
+    sql = EngineSQL(conn, sealer)
     cond, params = queries.in_list("id", batch)
     picklers = {bytes(r.id): r.pickler for r in sql.rows(
         f"SELECT id, pickler FROM objects WHERE {cond}", params)}
@@ -70,9 +71,9 @@ def _digest_batch(
     digests = {cid: d for cid, (_, d) in queries.chunk_facts(sql, needed).items() if d}
     fresh: dict[bytes, bytes] = {}
     for cid, codec, data in queries.iter_chunks(sql, [c for c in needed if c not in digests]):
-        raw, damage = chunking.verify_chunk(cid, codec, data)
+        raw, damage = chunking.verify_chunk(cid, codec, data, sealer)
         if damage is None:
-            fresh[cid] = digests[cid] = chunking.chunk_digest(raw)
+            fresh[cid] = digests[cid] = sealer.digest(raw)
     made: dict[bytes, bytes] = {}
     bad: list[str] = []
     for oid in batch:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from stashdb.errors import StoreDamaged
 from stashdb.storage.engine import Database
+from stashdb.storage.sealing import PLAIN, Plain
 
 __all__ = ["EngineDriver", "EngineSQL"]
 
@@ -24,8 +25,9 @@ __all__ = ["EngineDriver", "EngineSQL"]
 class EngineSQL:
     """A SQLAlchemy connection inside a transaction, as `stashdb.storage.queries.SQL`."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, sealer: Plain = PLAIN) -> None:
         self._conn = conn
+        self.sealer = sealer
 
     def rows(self, query: str, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
         """The rows of ``query``."""

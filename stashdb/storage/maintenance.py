@@ -235,7 +235,7 @@ def _check_chunks(
     for chunk, codec, data in queries.iter_chunks(sql, list(chunk_users)):
         seen.add(chunk)
         report.bytes += len(data)
-        _, damage = verify_chunk(chunk, codec, data)
+        _, damage = verify_chunk(chunk, codec, data, sql.sealer)
         if damage is not None:
             report.problems.append(
                 Problem("damaged chunk", chunk.hex(),

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Table, bindparam, update
 
+from stashdb.errors import InvalidArguments
 from stashdb.storage import chunking, schema
 from stashdb.storage.chunking import CODEC_RAW, CODEC_ZSTD
 from stashdb.storage.engine import Database
+from stashdb.storage.sealing import PLAIN, Plain
 
 if TYPE_CHECKING:
     from stashdb.storage.bundle import BundleObject
@@ -136,9 +138,13 @@ class ObjectWriter:
     the objects.
     """
 
-    def __init__(self, database: Database, lookups: Lookups, *, compress: bool = True) -> None:
+    def __init__(
+        self, database: Database, lookups: Lookups, *, compress: bool = True,
+        sealer: Plain = PLAIN,
+    ) -> None:
         self._database = database
         self._lookups = lookups
+        self._sealer = sealer  # an encrypted store: keyed ids, sealed chunks
         self._compress = compress  # False: every chunk raw (same ids, same values)
         self._pending = _Pending()
         self._written: dict[bytes, int] = {}  # chunks flushed ahead of their objects
@@ -151,6 +157,10 @@ class ObjectWriter:
         self._compressor: Any = None
         # Found damaged (a read, verify): never reused; written again, then unmarked.
         self._bad_chunks, self._bad_objects = lookups.damaged()
+
+    def object_id_of(self, pickler: str, parts: Sequence[Any]) -> bytes:
+        """The id an object made of ``parts`` has in this store (keyed if it is encrypted)."""
+        return chunking.object_id_of(pickler, parts, self._sealer)
 
     def put(self, pickler: str, parts: Sequence[Any]) -> StoredObject:
         """Store one object made of ``parts`` (the pickle stream, then its buffers)."""
@@ -165,7 +175,7 @@ class ObjectWriter:
         prepared = []
         for pickler, parts in objects:
             views = chunking.flat_views(parts)
-            chunked = chunking.layout(parts, views)
+            chunked = chunking.layout(parts, views, self._sealer)
             prepared.append((pickler, views, chunked, chunking.object_id(pickler, views, chunked)))
         known = self._known_objects({object_id for *_, object_id in prepared})
         missing = {
@@ -246,7 +256,7 @@ class ObjectWriter:
         """A chunk's digest: known (this writer, the store) or hashed now, once."""
         digest = self._digests.get(cid)
         if digest is None:
-            digest = chunking.chunk_digest(data)
+            digest = self._sealer.digest(data)
             self._digests[cid] = digest
             if cid in self._undigested:  # in the store from before revision 0005
                 self._fill_chunks[cid] = digest
@@ -265,6 +275,11 @@ class ObjectWriter:
         Returns:
             Chunks and bytes written, and the ids of the objects added.
         """
+        if self._sealer.encrypted:
+            raise InvalidArguments(
+                "a state cannot be added to an encrypted store yet: its chunk ids and bytes "
+                "would have to be sealed anew under the store's key"
+            )
         known = self._known_objects({o.id for o in objects})
         wanted = [o for o in objects if o.id not in known]
         existing = self._existing_chunks({cid for o in wanted for _, _, cid, _ in o.layout})
@@ -408,9 +423,10 @@ class ObjectWriter:
         return len(self._compressor.compress(sample)) <= _MAX_RATIO * sample.nbytes
 
     def _encode(self, cid: bytes, data: memoryview, compress: bool) -> dict[str, Any]:
+        codec, stored = CODEC_RAW, data  # the view itself: the driver reads it in place
         if compress:
             packed = self._compressor.compress(data)
             if len(packed) < data.nbytes:
-                return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_ZSTD, "data": packed}
-        # The view itself, not a copy: the driver reads the buffer in place.
-        return {"id": cid, "raw_size": data.nbytes, "codec": CODEC_RAW, "data": data}
+                codec, stored = CODEC_ZSTD, packed
+        codec, stored = self._sealer.seal(cid, codec, stored)
+        return {"id": cid, "raw_size": data.nbytes, "codec": codec, "data": stored}

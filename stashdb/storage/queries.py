@@ -26,6 +26,7 @@ from stashdb.model import Commit, Entry, Ref, Rev, StoreStats, link_groups
 from stashdb.storage import revs
 from stashdb.storage.chunking import ChunkPlace, Objects, assemble
 from stashdb.storage.refs import DEFAULT_BRANCH
+from stashdb.storage.sealing import PLAIN, Plain
 
 __all__ = [
     "BATCH",
@@ -67,6 +68,9 @@ _T = TypeVar("_T")
 class SQL(Protocol):
     """A connection inside a transaction, as the queries need it."""
 
+    #: How the store keeps its bytes (`stashdb.storage.sealing`): set by the Reader.
+    sealer: Plain
+
     def rows(self, query: str, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
         """The rows ``query`` returns, each with its columns as attributes (and by index)."""
         ...
@@ -89,17 +93,26 @@ def in_list(column: str, values: Sequence[Any], prefix: str = "p") -> tuple[str,
 
 
 def commit_from_row(
-    row: Any, parent_ids: Sequence[str], entries: Sequence[Entry], tags: Iterable[str]
+    row: Any, parent_ids: Sequence[str], entries: Sequence[Entry], tags: Iterable[str],
+    sealer: Plain = PLAIN,
 ) -> Commit:
-    """A `Commit` from a ``commits`` row.
+    """A `Commit` from a ``commits`` row (its message opened, in an encrypted store).
 
     Raises:
         StoreDamaged: a column holds what no stashdb writes (a damaged or crafted store).
     """
     where = f"commit {str(row.id)[:16]!r}"
+    message = row.message
+    if sealer.encrypted:
+        from stashdb.storage.sealing import Unsealable
+
+        try:
+            message = sealer.open_text(message)
+        except Unsealable as exc:
+            raise StoreDamaged(f"{where}: its message: {exc}") from None
     return Commit(
         id=_text(row.id, where, "id"),
-        message=_text(row.message, where, "message"),
+        message=_text(message, where, "message"),
         parents=tuple(parent_ids),
         time=_time(row.time, where),
         branch=_text(row.branch, where, "branch"),
@@ -116,15 +129,17 @@ def commit_from_row(
     )
 
 
-def entries_from_rows(rows: Iterable[Any]) -> list[Entry]:
+def entries_from_rows(rows: Iterable[Any], sealer: Plain = PLAIN) -> list[Entry]:
     """The entries of one commit's ``entries`` rows, sorted by name, group members linked.
 
     Raises:
-        StoreDamaged: a column holds what no stashdb writes.
+        StoreDamaged: a column holds what no stashdb writes (a seal that does not hold).
     """
     entries = []
     for r in rows:
         where = f"entry {str(r.name)[:40]!r} of commit {str(r.commit_id)[:16]!r}"
+        if sealer.encrypted:
+            r = _opened(r, sealer, where)
         object_id = r.object_id
         if object_id is not None and not isinstance(object_id, (bytes, bytearray, memoryview)):
             raise StoreDamaged(f"{where}: its object_id is {object_id!r}, not bytes")
@@ -148,6 +163,27 @@ def entries_from_rows(rows: Iterable[Any]) -> list[Entry]:
             digest=_digest(getattr(r, "digest", None), where),
         ))
     return link_groups(sorted(entries, key=lambda e: e.name))
+
+
+class _OpenedRow:
+    """A manifest row whose sealed descriptions are opened (attribute access only)."""
+
+    def __init__(self, row: Any, opened: dict[str, Any]) -> None:
+        self._row, self._opened = row, opened
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._opened:
+            return self._opened[name]
+        return getattr(self._row, name)
+
+
+def _opened(row: Any, sealer: Plain, where: str) -> Any:
+    from stashdb.storage.sealing import SEALED_COLUMNS, Unsealable
+
+    try:
+        return _OpenedRow(row, {c: sealer.open_text(getattr(row, c)) for c in SEALED_COLUMNS})
+    except Unsealable as exc:
+        raise StoreDamaged(f"{where}: {exc}") from None
 
 
 def _digest(value: Any, where: str) -> str | None:
@@ -332,7 +368,8 @@ def load_commits(sql: SQL, ids: Sequence[str], *, entries: bool = True) -> list[
         raise RevisionNotFound(missing[0], "no such commit in this store")
     found = manifests(sql, unique) if entries else {}
     return [
-        commit_from_row(rows[i], parent_ids.get(i, []), found.get(i, []), tags.get(i, []))
+        commit_from_row(rows[i], parent_ids.get(i, []), found.get(i, []), tags.get(i, []),
+                        sql.sealer)
         for i in ids
     ]
 
@@ -344,7 +381,7 @@ def manifests(sql: SQL, ids: Sequence[str]) -> dict[str, list[Entry]]:
         cond, params = in_list("commit_id", batch)
         for r in sql.rows(f"SELECT * FROM entries WHERE {cond}", params):
             raw.setdefault(r.commit_id, []).append(r)
-    return {commit_id: entries_from_rows(rows) for commit_id, rows in raw.items()}
+    return {commit_id: entries_from_rows(rows, sql.sealer) for commit_id, rows in raw.items()}
 
 
 def entries_named(sql: SQL, name: str, commit_ids: Sequence[str]) -> dict[str, Entry]:
@@ -354,7 +391,7 @@ def entries_named(sql: SQL, name: str, commit_ids: Sequence[str]) -> dict[str, E
         cond, params = in_list("commit_id", batch)
         params["name"] = name
         for row in sql.rows(f"SELECT * FROM entries WHERE name = :name AND {cond}", params):
-            found[row.commit_id] = entries_from_rows([row])[0]
+            found[row.commit_id] = entries_from_rows([row], sql.sealer)[0]
     return found
 
 
@@ -371,7 +408,7 @@ def value_hashes(sql: SQL, object_id: bytes) -> dict[int, str]:
 # -- objects and chunks ------------------------------------------------------------
 
 
-def read_objects(sql: SQL, object_ids: Iterable[bytes]) -> Objects:
+def read_objects(sql: SQL, object_ids: Iterable[bytes], *, digests: bool = True) -> Objects:
     """Objects put back together from their chunks, every chunk checked (format rule 5).
 
     Returns:
@@ -395,7 +432,8 @@ def read_objects(sql: SQL, object_ids: Iterable[bytes]) -> Objects:
                 params,
             )
         ]
-    return assemble(ids, heads, places, lambda chunk_ids: iter_chunks(sql, chunk_ids))
+    return assemble(ids, heads, places, lambda chunk_ids: iter_chunks(sql, chunk_ids), sql.sealer,
+                    digests=digests)
 
 
 def iter_chunks(sql: SQL, chunk_ids: Sequence[bytes]) -> Iterator[tuple[bytes, int, bytes]]:

@@ -11,8 +11,8 @@ Nothing here unpickles anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from stashdb.errors import RefNotFound
@@ -29,6 +29,7 @@ from stashdb.model import (
 )
 from stashdb.storage import graph, queries
 from stashdb.storage.chunking import Objects
+from stashdb.storage.sealing import PLAIN, Plain
 
 __all__ = ["Driver", "Reader"]
 
@@ -48,12 +49,17 @@ class Driver(Protocol):
 class Reader:
     """Commits, manifests, refs, revs and objects of one store, read-only."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, sealer: Plain = PLAIN) -> None:
         self.driver = driver
+        #: How the store keeps its bytes (`stashdb.storage.sealing`; set by `Store`).
+        self.sealer = sealer
 
-    def transaction(self) -> AbstractContextManager[queries.SQL]:
+    @contextmanager
+    def transaction(self) -> Iterator[queries.SQL]:
         """A read transaction, for reads made of several queries (`verify`)."""
-        return self.driver.transaction()
+        with self.driver.transaction() as sql:
+            sql.sealer = self.sealer
+            yield sql
 
     def close(self) -> None:
         """Release the driver's connection; the next read opens another."""
@@ -239,15 +245,18 @@ class Reader:
 
     # -- objects -------------------------------------------------------------------
 
-    def read_many(self, object_ids: Iterable[bytes]) -> Objects:
+    def read_many(self, object_ids: Iterable[bytes], *, digests: bool = True) -> Objects:
         """Several objects in one read transaction; a damaged one does not stop the others.
+
+        ``digests``: compute each object's digest as its chunks are read (what
+        a signature is checked against; not needed with ``trust``).
 
         Returns:
             For each object id, its pickler name and parts, or the `CorruptChunk`
             that reading it ran into.
         """
         with self.transaction() as sql:
-            return queries.read_objects(sql, object_ids)
+            return queries.read_objects(sql, object_ids, digests=digests)
 
     def object_facts(self, object_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
         """``{object id: (stored size, digest)}`` of the objects the store has among them."""

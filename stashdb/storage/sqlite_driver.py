@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from stashdb.errors import StoreDamaged, StoreLocked
 from stashdb.storage.format import FORMAT_VERSION, SCHEMA_REVISIONS
+from stashdb.storage.sealing import PLAIN, Plain
 
 __all__ = ["SQLiteDriver", "sqlite_path", "sqlite_url"]
 
@@ -66,6 +67,7 @@ class _Connection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.sealer: Plain = PLAIN  # set by the Reader for an encrypted store
 
     def rows(self, query: str, params: Mapping[str, Any] | None = None) -> Sequence[Any]:
         """The rows of ``query``."""

@@ -10,11 +10,20 @@ upgrades it, and read through it too.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from stashdb.errors import InvalidArguments, KeyProblem, StoreDamaged, StoreKeyMissing
 from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
 from stashdb.storage.reader import Reader
+from stashdb.storage.sealing import PLAIN, Plain, Sealed, Unsealable
 from stashdb.storage.sqlite_driver import SQLiteDriver, sqlite_path
+
+#: The ``meta`` key of an encrypted store's setting: cipher, key id, a check value.
+ENCRYPTION_NOTE = "encryption"
+#: Sealed into the setting: a key that opens it is the store's key.
+_CHECK = "stashdb store key check"
 
 if TYPE_CHECKING:
     from stashdb.storage.commits import CommitWriter, Signer
@@ -48,6 +57,8 @@ class Store:
         self._database = database
         #: Signs each commit as it is written (Repo sets it: the user's key).
         self.signer: Signer | None = None
+        #: How the store keeps its bytes (`unseal` sets it for an encrypted store).
+        self.sealer: Plain = PLAIN
         self._reader: Reader | None = Reader(light) if light is not None else None
         self._commits: CommitWriter | None = None
 
@@ -104,6 +115,59 @@ class Store:
         if self._database is not None:
             self._database.lock_timeout = self._lock_timeout
 
+    # -- encryption at rest ------------------------------------------------------------
+
+    def unseal(self, key_source: Callable[[str], bytes | None]) -> None:
+        """Read an encrypted store with its key (a plain store: nothing to do).
+
+        Raises:
+            StoreKeyMissing: ``key_source`` does not have the store's key.
+            KeyProblem: the key it has does not open the store.
+        """
+        raw = self.reader.notes(ENCRYPTION_NOTE).get(ENCRYPTION_NOTE)
+        if raw is None:
+            return
+        try:
+            info = json.loads(raw)
+            key_id, check = str(info["key"]), str(info["check"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreDamaged(f"{self.location}: its encryption setting is {raw[:60]!r}") from None
+        key = key_source(key_id)
+        if key is None:
+            raise StoreKeyMissing(self.location, key_id)
+        sealer = Sealed(key)
+        try:
+            opened = sealer.open_text(check)
+        except Unsealable:
+            opened = None
+        if sealer.key_id != key_id or opened != _CHECK:
+            raise KeyProblem(f"store key {key_id}", f"it does not open {self.location}")
+        self._use(sealer)
+
+    def seal_with(self, key: bytes) -> None:
+        """Make this new, empty store an encrypted one, under ``key``.
+
+        Raises:
+            InvalidArguments: the store holds commits already.
+        """
+        if self.reader.commit_ids():
+            raise InvalidArguments(
+                f"{self.location} holds commits already: only a new store can be encrypted "
+                "(its existing chunks would keep their plain ids)"
+            )
+        sealer = Sealed(key)
+        info = {"cipher": "AES-256-GCM", "ids": "BLAKE3-keyed", "key": sealer.key_id,
+                "check": sealer.seal_text(_CHECK)}
+        self.commits.set_note(ENCRYPTION_NOTE, json.dumps(info))
+        self._use(sealer)
+
+    def _use(self, sealer: Plain) -> None:
+        self.sealer = sealer
+        if self._reader is not None:
+            self._reader.sealer = sealer
+        if self._commits is not None:
+            self._commits.sealer = sealer
+
     @property
     def database(self) -> Database:
         """The engine with the store's settings, opened on first use."""
@@ -121,7 +185,7 @@ class Store:
         if self._reader is None:
             from stashdb.storage.engine_driver import EngineDriver
 
-            self._reader = Reader(EngineDriver(self.database))
+            self._reader = Reader(EngineDriver(self.database), self.sealer)
         return self._reader
 
     @property
@@ -132,13 +196,14 @@ class Store:
 
             self._commits = CommitWriter(self.database)
             self._commits.signer = self.signer
+            self._commits.sealer = self.sealer
         return self._commits
 
     def object_writer(self, *, compress: bool = True) -> ObjectWriter:
         """A writer for the objects of one commit."""
         from stashdb.storage.objects import ObjectWriter
 
-        return ObjectWriter(self.database, self.reader, compress=compress)
+        return ObjectWriter(self.database, self.reader, compress=compress, sealer=self.sealer)
 
     # -- upkeep ------------------------------------------------------------------------
 

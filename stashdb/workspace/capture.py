@@ -27,7 +27,6 @@ from stashdb.pickling.pickler import (
     is_workspace_defined,
 )
 from stashdb.pickling.preview import describe
-from stashdb.storage.chunking import object_id_of
 from stashdb.workspace.names import MAX_NAME
 
 if TYPE_CHECKING:
@@ -221,7 +220,8 @@ class _Capturer:
                 value_hash = known.get(slot)
                 if value_hash is None:
                     if id(value) not in by_identity:
-                        by_identity[id(value)] = _value_hash(value, name, self.refs)
+                        by_identity[id(value)] = _value_hash(
+                            value, name, self.refs, self.writer.object_id_of)
                     value_hash = by_identity[id(value)]
             else:
                 value_hash = stored.object_id.hex()
@@ -276,7 +276,9 @@ def size_hint(value: Any) -> int:
         return 0
 
 
-def _value_hash(value: Any, name: str, refs: WorkspaceRefs) -> str | None:
+def _value_hash(
+    value: Any, name: str, refs: WorkspaceRefs, ids: Callable[[str, Any], bytes]
+) -> str | None:
     """The object id a group member would have stored alone, so diffs see whether *it* changed.
 
     Costs a second pickling of grouped values only (their buffers are hashed
@@ -286,7 +288,7 @@ def _value_hash(value: Any, name: str, refs: WorkspaceRefs) -> str | None:
         alone = dumps(value, refs, roots=[name])
     except Unpicklable:
         return None
-    return object_id_of(alone.pickler, alone.parts).hex()
+    return ids(alone.pickler, alone.parts).hex()
 
 
 def carried(entry: Entry) -> Entry:

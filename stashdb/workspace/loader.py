@@ -42,8 +42,10 @@ class ReadObject(Protocol):
 class ObjectSource(Protocol):
     """Where a Loader reads objects: a store's `stashdb.storage.reader.Reader`."""
 
-    def read_many(self, object_ids: Iterable[bytes]) -> Mapping[bytes, ReadObject | CorruptChunk]:
-        """Each object's pickler, parts and digest, or the damage found reading it."""
+    def read_many(
+        self, object_ids: Iterable[bytes], *, digests: bool = True
+    ) -> Mapping[bytes, ReadObject | CorruptChunk]:
+        """Each object's pickler, parts and digest (``digests``), or the damage found reading it."""
         ...
 
 
@@ -200,7 +202,8 @@ class Loader:
                 size = sum(self._planned[oid] for oid in batch)
                 self._in_flight = set(batch)
             try:
-                found = self._chunks.read_many(bytes.fromhex(oid) for oid in batch)
+                found = self._chunks.read_many(
+                    (bytes.fromhex(oid) for oid in batch), digests=self._verify)
             except Exception:
                 # Give this batch back: the loader reads each of its objects
                 # itself when it needs it, and the error (if it lasts) is
@@ -240,7 +243,7 @@ class Loader:
             # Not read yet: take it back from the plan and read it now, here.
             self._planned.pop(object_id, None)
         oid = bytes.fromhex(object_id)
-        return self._chunks.read_many([oid])[oid]
+        return self._chunks.read_many([oid], digests=self._verify)[oid]
 
     def resolve(self, name: str) -> Any:
         """What a workspace name in a stored value refers to (a class, a function …)."""
