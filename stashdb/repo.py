@@ -134,13 +134,21 @@ class Repo:
     def _sign(self, commit: Commit) -> tuple[str, bytes]:
         from stashdb.trust.signing import sign
 
-        made = sign(commit, self.keyring.own())
+        made = sign(commit, self.keyring.own(), self.storage.sealer.blind)
         return made.key_id, made.signature
 
     @property
     def verifier(self) -> Verifier:
         """Checks this store's commits against the keys trusted here."""
-        return Verifier(self.storage.reader, self.keyring)
+        return Verifier(self.storage.reader, self.keyring, self.storage.sealer.blind)
+
+    def _vouched(self, commit: Commit) -> bool:
+        """Whether ``commit`` is signed by a trusted key and intact (never raises)."""
+        try:
+            self.check_trusted(commit)
+        except StashError:
+            return False
+        return True
 
     def check_trusted(self, commit: Commit) -> None:
         """Raise unless ``commit`` is signed by a trusted key and intact (nothing unpickled).
@@ -610,7 +618,8 @@ class Repo:
                 continue  # a damaged row: the storage pass has named it
             found = signatures.get(cid)
             try:
-                check(commit, Signature(*found) if found else None, trusted, revoked)
+                check(commit, Signature(*found) if found else None, trusted, revoked,
+                      self.storage.sealer.blind)
             except TamperedData as exc:
                 report.problems.append(Problem("bad signature", cid, exc.what,
                                                affects=((cid, ""),)))
@@ -624,11 +633,17 @@ class Repo:
                     wanted.setdefault(bytes.fromhex(e.object_id), []).append(
                         (cid, e.name, e.digest))
         ordered = sorted(wanted)
+        named = {p.id for p in report.problems} | {o for p in report.problems for o in p.objects}
         for start in range(0, len(ordered), 64):
             batch = ordered[start : start + 64]
             for oid, read in reader.read_many(batch).items():
                 if isinstance(read, CorruptChunk):
-                    continue  # damage: the storage pass has named it
+                    if oid.hex() not in named:  # rows the storage pass does not read
+                        report.problems.append(Problem(
+                            "damaged object", oid.hex(), "its rows cannot be put back together "
+                            "(parts, layout or chunks that no stashdb writes)",
+                            affects=tuple((c, n) for c, n, _ in wanted[oid])))
+                    continue
                 bad = tuple((c, n) for c, n, d in wanted[oid] if read.digest.hex() != d)
                 if bad:
                     report.problems.append(Problem(
@@ -713,13 +728,18 @@ class Repo:
         """The versions of one variable along a branch, newest first. Unpickles nothing."""
         return self._reader.history(name, branch=branch)
 
-    def write_value(self, rev: Rev, name: str, path: str | os.PathLike[str]) -> Entry:
+    def write_value(
+        self, rev: Rev, name: str, path: str | os.PathLike[str], *, trust: bool = False
+    ) -> Entry:
         """Write one stored value to ``path`` as a plain pickle, without unpickling it.
 
         The file loads with ``pickle.load`` wherever the value's packages are
-        installed. Returns the value's entry.
+        installed. Returns the value's entry. The file is a pickle someone will
+        load, so it is written only from a commit signed by a trusted key, with
+        the bytes that were signed (unless ``trust``).
 
         Raises:
+            UntrustedSnapshot, TamperedData: see `checkout`.
             NameNotInSnapshot: the snapshot has no such name.
             ExportError: it was skipped, is a module, refers to workspace code, or
                 shares objects with other names (use a checkout to a dill file then).
@@ -734,11 +754,16 @@ class Repo:
         if entry.kind != "value" or entry.object_id is None:
             why = entry.reason if entry.kind == "skipped" else f"it is a {entry.kind}"
             raise ExportError(os.fspath(path), f"{name!r} holds no stored value ({why})")
+        if not trust:
+            self.check_trusted(commit)
         object_id = bytes.fromhex(entry.object_id)
-        found = self._objects.read_many([object_id], digests=False)[object_id]
+        found = self._objects.read_many([object_id], digests=not trust)[object_id]
         if isinstance(found, CorruptChunk):
             raise found.for_name(name)
-        pickler, parts, _ = found
+        pickler, parts, digest = found
+        if not trust and digest.hex() != entry.digest:
+            raise TamperedData(commit.id, "its stored bytes do not match the digest its "
+                               "signature covers", name=name)
         data = standalone(os.fspath(path), pickler, parts, grouped=entry.slot is not None)
 
         def write(temporary: str) -> None:
@@ -808,7 +833,7 @@ class Repo:
         names it. Commits others signed are left as they are.
         """
         from stashdb.storage.digests import fill_digests
-        from stashdb.trust.signing import payload, sign
+        from stashdb.trust.signing import sign
 
         self._writes.settle()
         own = self.keyring.own()
@@ -823,11 +848,9 @@ class Repo:
             todo = []
             for commit in batch:
                 found = signatures.get(commit.id)
-                if found is not None and (
-                    found[0] != own.key_id or commit.id not in digested.commits
-                    or own.public.verify(found[1], payload(commit))
-                ):
-                    continue  # someone else's; or ours, not digested now (sound or changed)
+                if found is not None and not _resign(commit, found, own, digested.commits,
+                                                     self.storage.sealer.blind):
+                    continue  # someone else's; or ours, sound, or changed since we signed it
                 if any(e.object_id and not e.digest for e in commit.entries):
                     lacking.append(commit.id)
                     continue
@@ -835,7 +858,7 @@ class Repo:
             if todo:
                 with self.storage.database.write() as conn:
                     for commit in todo:
-                        made = sign(commit, own)
+                        made = sign(commit, own, self.storage.sealer.blind)
                         commits_writer.write_signature(conn, commit, made.key_id, made.signature)
                 signed += [c.id for c in todo]
         return SignReport(signed, lacking, digested.objects, digested.unreadable)
@@ -855,7 +878,7 @@ class Repo:
                 commit.id, "holds values stored before stashdb kept digests: Repo.sign_all() "
                 "digests them first"
             )
-        made = sign(commit, self.keyring.own())
+        made = sign(commit, self.keyring.own(), self.storage.sealer.blind)
         with self.storage.database.write() as conn:
             self.storage.commits.write_signature(conn, commit, made.key_id, made.signature)
         return commit
@@ -947,6 +970,10 @@ class Repo:
         verify = not trust and not safe
         if verify:
             self.check_trusted(commit)
+        if known is not None and not trust and not self._vouched(known.snapshot):
+            # Values kept from a snapshot no trusted key vouches for would come back
+            # from it if the checkout fails: without it, nothing is kept or released.
+            known = None
         if leave is not None:
             commit = _without(commit, leave)
             if known is not None:
@@ -1024,3 +1051,20 @@ class _NotingDamage:
         if damage:
             self._note(damage)
         return found
+
+
+def _resign(
+    commit: Commit, found: tuple[str, bytes], own: Any, filled: dict[str, set[str]],
+    blind: Callable[[str | None], str | None],
+) -> bool:
+    """Whether `Repo.sign_all` signs ``commit`` again: ours, and changed only by the digests
+    it just filled — our old signature holds over the commit with those set back to none.
+    Anything else changed since we signed it stays as it is (`verify` names it)."""
+    from stashdb.trust.signing import payload
+
+    names = filled.get(commit.id)
+    if found[0] != own.key_id or not names:
+        return False
+    before = replace(commit, entries=tuple(
+        replace(e, digest=None) if e.name in names else e for e in commit.entries))
+    return bool(own.public.verify(found[1], payload(before, blind)))

@@ -180,3 +180,27 @@ def test_the_store_key_is_shared_with_keys_export_and_trust(tmp_path: Path) -> N
     run(reader, "checkout", "HEAD", "--to", str(tmp_path / "out.pkl"))
     raw = (tmp_path / ".stashdb" / "stash.db").read_bytes()
     assert SECRET.encode() not in raw
+
+
+def test_neither_ids_nor_signatures_confirm_a_guess_of_a_sealed_text(make_url: Any) -> None:
+    from stashdb.storage.commits import commit_id_of
+    from stashdb.trust.signing import payload
+
+    repo = stashdb.init(make_url("s"), encrypt=True)
+    made = repo.commit(f"salary is {SECRET}", namespace={"salary": 184250})
+    repo.tag("v1", message=f"tag about {SECRET}")
+    with raw_connection(repo) as conn:
+        stored_time = conn.execute(select(schema.commits.c.time)).scalar_one()
+    guess = commit_id_of(list(made.parents), stored_time, made.message, made.branch,
+                         made.entries)
+    assert guess != made.id  # the plain id of the right guess is not the id
+    keyed = commit_id_of(list(made.parents), stored_time, made.message, made.branch,
+                         made.entries, repo.storage.sealer)
+    assert keyed == made.id  # (the guess was computed right: with the key, it is the id)
+    with raw_connection(repo) as conn:
+        signature = conn.execute(select(schema.signatures.c.signature)).scalar_one()
+    public = repo.keyring.own().public
+    assert not public.verify(signature, payload(made))  # the plain texts do not check
+    assert public.verify(signature, payload(made, repo.storage.sealer.blind))
+    assert SECRET.encode() not in _everything_stored(repo)
+    assert repo.tags()[0].message == f"tag about {SECRET}"

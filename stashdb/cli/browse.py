@@ -10,7 +10,7 @@ import typer
 
 import stashdb
 from stashdb import render
-from stashdb.cli.app import Json, Store, app, open_store, out, print_json
+from stashdb.cli.app import Json, Store, Trust, app, open_store, out, print_json
 from stashdb.errors import InvalidArguments
 from stashdb.model import format_size
 from stashdb.render import markup_safe as safe
@@ -82,6 +82,7 @@ def show(
         typer.Option("--to", metavar="FILE",
                      help="With REV:NAME: write the value to FILE, for pickle.load(FILE)."),
     ] = None,
+    trust: Trust = False,
     store: Store = None,
     as_json: Json = False,
 ) -> None:
@@ -94,7 +95,7 @@ def show(
     """
     if ":" in rev:
         commit_rev, name = rev.split(":", 1)  # a rev never holds ':'; a name may
-        _show_one(open_store(store), commit_rev, name, to, as_json)
+        _show_one(open_store(store), commit_rev, name, to, as_json, trust)
         return
     if to is not None:
         raise InvalidArguments("--to writes one value: give REV:NAME")
@@ -108,13 +109,15 @@ def show(
     out.print(render.entries_table(made.entries))
 
 
-def _show_one(repo: stashdb.Repo, rev: str, name: str, to: Path | None, as_json: bool) -> None:
+def _show_one(
+    repo: stashdb.Repo, rev: str, name: str, to: Path | None, as_json: bool, trust: bool
+) -> None:
     commit = repo.show(rev or "HEAD")
     entry = next((e for e in commit.entries if e.name == name), None)
     if entry is None:
         raise stashdb.NameNotInSnapshot([name], commit.id, commit.names)
     if to is not None:
-        repo.write_value(commit, name, to)
+        repo.write_value(commit, name, to, trust=trust)
     if as_json:
         file = str(to) if to else None
         print_json(render.entry_json(entry) | {"commit": commit.id, "file": file})

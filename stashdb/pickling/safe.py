@@ -43,7 +43,9 @@ from typing import Any
 from stashdb.errors import UnsafeGlobal
 from stashdb.pickling import stored_names
 
-__all__ = ["ALLOWED_ATTRIBUTES", "ALLOWED_GLOBALS", "allowed", "safe_loads"]
+__all__ = [
+    "ALLOWED_ATTRIBUTES", "ALLOWED_GLOBALS", "SAFE_MODULES", "allowed", "may_import", "safe_loads",
+]
 
 #: The globals safe loading lets a stream name, as "module.qualname".
 ALLOWED_GLOBALS = frozenset({
@@ -289,3 +291,21 @@ def safe_loads(parts: list[Any], *, name: str) -> Any:
     stream, *buffers = parts
     _check_extensions(stream, name)
     return _SafeUnpickler(stream, buffers, name).load()
+
+
+#: Modules safe loading imports for a module entry (``import numpy as np`` in a
+#: snapshot): the libraries whose data it loads, and standard-library modules
+#: whose import runs nothing but definitions. Any other module is imported only
+#: if this process has it already: a module's import runs its code.
+SAFE_MODULES = frozenset({
+    "numpy", "pandas", "math", "cmath", "json", "re", "datetime", "collections",
+    "decimal", "fractions", "uuid", "itertools", "functools", "operator", "statistics",
+    "random", "string", "time", "calendar", "zoneinfo", "enum", "dataclasses", "typing",
+})
+
+
+def may_import(module: str) -> bool:
+    """Whether safe loading may import ``module`` for a module entry."""
+    import sys
+
+    return module in sys.modules or module in SAFE_MODULES

@@ -14,10 +14,13 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import xxhash
 
 from stashdb.repo import Repo
+from stashdb.workspace.files import write_atomically
 
 __all__ = ["RESET", "STARTED", "SessionRecord", "executions_so_far", "find", "record", "records"]
 
@@ -52,6 +55,39 @@ def record(repo: Repo, branch: str, workdir: str | None) -> SessionRecord:
     value = {"branch": branch, "created": made.created, "host": made.host, "workdir": workdir}
     repo.set_note(_key(branch), json.dumps(value))
     return made
+
+
+def _workdirs_file(repo: Repo) -> Path:
+    return repo.keyring.directory / "session-workdirs.json"
+
+
+def remember_workdir(repo: Repo, branch: str, workdir: str) -> None:
+    """Note, on this machine, the working directory of ``branch``'s session in ``repo``."""
+    path = _workdirs_file(repo)
+    known = _read_workdirs(path)
+    if known.get(f"{repo.url} {branch}") == workdir:
+        return
+    known[f"{repo.url} {branch}"] = workdir
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(temporary: str) -> None:
+        Path(temporary).write_text(json.dumps(known))
+
+    write_atomically(path, write)
+
+
+def remembered_workdir(repo: Repo, branch: str) -> str | None:
+    """The working directory this machine noted for ``branch``'s session, if any."""
+    found = _read_workdirs(_workdirs_file(repo)).get(f"{repo.url} {branch}")
+    return found if isinstance(found, str) else None
+
+
+def _read_workdirs(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def find(repo: Repo, branch: str) -> SessionRecord | None:

@@ -118,6 +118,13 @@ class Session:
         self.rules = FileRules(size_in_bytes(max_file_size), size_in_bytes(max_total_size),
                                tuple(ignore))
         self.workdir = workdir_of(workdir)
+        if self.workdir is not None:
+            keys = self.repo.keyring.directory.expanduser().resolve()
+            if keys.is_relative_to(self.workdir):
+                raise InvalidArguments(
+                    f"the working directory {self.workdir} holds your key directory {keys}: "
+                    "its files would be stored (your private key among them); choose another"
+                )
         #: Executions since the session started (continued by `resume`) or was reset.
         self.execution_count = 0
         self._lock = threading.RLock()
@@ -129,6 +136,8 @@ class Session:
         self.repo.check_branch(self.branch)
         self.head, new = self._start_branch()
         self._record = catalog.record(self.repo, self.branch, self.workdir)
+        if self.workdir is not None:  # on this machine, for `resume` (never read from the store)
+            catalog.remember_workdir(self.repo, self.branch, self.workdir)
         self._runner: Runner | None = None
         self._runner = self._new_runner(self.head, restore=not new)
         if new and self.workdir is not None:  # the files it found are where undo ends
@@ -143,7 +152,7 @@ class Session:
         The state is the branch's tip, files included; ``execution_count``
         goes on from the session's. ``settings`` are those of `Session`; the
         working directory, unless given, is the one the session was started
-        with, if it exists here.
+        with on this machine (noted in the user's key directory), if it exists.
 
         Raises:
             RefNotFound: there is no such branch.
@@ -153,9 +162,12 @@ class Session:
         if ref is None or ref.kind != "branch":
             raise RefNotFound("branch", branch)
         if "workdir" not in settings:
-            recorded = catalog.find(opened, branch)
-            if recorded is not None and recorded.workdir and os.path.isdir(recorded.workdir):
-                settings["workdir"] = recorded.workdir
+            # Where this machine ran it, from the user's own record: the store's record
+            # is anyone's to write, and a directory taken from it would be stored
+            # (and, after a crash, made exactly the state's).
+            remembered = catalog.remembered_workdir(opened, branch)
+            if remembered is not None and os.path.isdir(remembered):
+                settings["workdir"] = remembered
         return cls(opened, branch, **settings)
 
     def _start_branch(self) -> tuple[str, bool]:

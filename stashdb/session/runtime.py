@@ -226,8 +226,13 @@ class Runtime:
         return self.restore(commit.id, source=BundleObjects(bundle))
 
     def adopt(self, commit_id: str) -> None:
-        """Take commit ``commit_id`` as the state without restoring it (a new session's start)."""
+        """Take commit ``commit_id`` as the state without restoring it (a new session's start).
+
+        Its entries are carried into the next commit, which this user signs: so it
+        must be signed by a trusted key first (`UntrustedSnapshot`, `TamperedData`).
+        """
         self.base = self.repo.show(commit_id)
+        self.repo.check_trusted(self.base)
         self.dirty, self.everything_dirty = set(), False
         self.tracker.before()
 
@@ -269,7 +274,9 @@ class Runtime:
             )
         files = [e for e in target.entries if is_file_entry(e.name)]
         if self.workdir is not None:
-            values = Snapshot(source, target) if source is not None else self.repo.at(target)
+            # Checked as any value is: a file's bytes are a pickle too.
+            values = (Snapshot(source, target, verify=True) if source is not None
+                      else self.repo.at(target))
             warnings += self.workdir.restore(target, self.base, values, exact=exact_files)
         elif files:
             warnings.append(

@@ -261,8 +261,24 @@ def assemble(
         digest as read (`Assembled`), or the `CorruptChunk` that reading it ran into.
     """
     results: Objects = {}
+    heads = dict(heads)
     for oid in ids:
         if oid not in heads:
+            results[oid] = CorruptChunk(None, None, object_id=oid.hex())
+    # Rows that no stashdb writes (a damaged or crafted store) make their object
+    # damaged before anything is allocated for it: parts that have no chunk, a
+    # part out of range, a chunk larger than a chunk can be.
+    rows_of: dict[bytes, list[ChunkPlace]] = {}
+    for p in places:
+        rows_of.setdefault(p.object_id, []).append(p)
+    for oid, (_, parts) in list(heads.items()):
+        mine = rows_of.get(oid, [])
+        if not isinstance(parts, int) or not 1 <= parts <= max(len(mine), 1) or any(
+            not isinstance(p.part, int) or not 0 <= p.part < parts
+            or not isinstance(p.raw_size, int) or not 0 <= p.raw_size <= CHUNK_SIZE
+            for p in mine
+        ):
+            del heads[oid]
             results[oid] = CorruptChunk(None, None, object_id=oid.hex())
     # Layout rows of a missing object (damage) are no use to anyone.
     places = [p for p in places if p.object_id in heads]

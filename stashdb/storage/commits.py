@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-import xxhash
 from sqlalchemy import Connection, update
 
 from stashdb.errors import NotABranch, RefExists, RefInUse, WriteConflict
@@ -80,9 +78,10 @@ def entry_row(entry: Entry, sealer: Plain = PLAIN) -> dict[str, Any]:
 
 
 def commit_id_of(
-    parents: Sequence[str], when: float, message: str, branch: str, entries: Sequence[Entry]
+    parents: Sequence[str], when: float, message: str, branch: str, entries: Sequence[Entry],
+    sealer: Plain = PLAIN,
 ) -> str:
-    """The id of a commit (docs/format.md, "Ids")."""
+    """The id of a commit (docs/format.md, "Ids"; keyed in an encrypted store)."""
     manifest = [
         [e.name, e.kind, e.object_id, e.slot, e.module, e.reason]
         for e in sorted(entries, key=lambda e: e.name)
@@ -90,7 +89,7 @@ def commit_id_of(
     payload = json.dumps(
         [list(parents), repr(when), message, branch, manifest], separators=(",", ":")
     )
-    return xxhash.xxh3_128_hexdigest(payload.encode())
+    return sealer.commit_id(payload.encode())
 
 
 #: Signs a commit as it is written: ``commit -> (key id, signature)`` (set by Repo).
@@ -184,9 +183,8 @@ class CommitWriter:
             else:
                 head_tip = _branch_tip(sql, queries.head(sql))
                 parents = [head_tip] if head_tip else []
-            entries = _with_digests(sql, entries)
             now = time.time()
-            commit_id = commit_id_of(parents, now, message, branch, entries)
+            commit_id = commit_id_of(parents, now, message, branch, entries, self.sealer)
             conn.execute(
                 schema.commits.insert().values(
                     id=commit_id, time=now, message=self.sealer.seal_text(message), branch=branch,
@@ -255,7 +253,8 @@ class CommitWriter:
             ref = Ref(name, kind, commit_id, message, time.time())
             conn.execute(
                 schema.refs.insert().values(
-                    name=name, kind=kind, commit_id=commit_id, message=message, time=ref.time
+                    name=name, kind=kind, commit_id=commit_id,
+                    message=self.sealer.seal_text(message), time=ref.time,
                 )
             )
             return ref
@@ -339,23 +338,6 @@ class CommitWriter:
             conn.execute(
                 update(schema.meta).where(schema.meta.c.key == "HEAD").values(value=branch)
             )
-
-
-def _with_digests(sql: queries.SQL, entries: Sequence[Entry]) -> Sequence[Entry]:
-    """Entries carried from a commit written before revision 0005 get their object's digest.
-
-    A value that did not change is carried, not stored again; its object may
-    have been digested since (a later commit met it, or `stashdb keys sign`).
-    """
-    lacking = {bytes.fromhex(e.object_id) for e in entries if e.object_id and not e.digest}
-    if not lacking:
-        return entries
-    known = {oid.hex(): d.hex() for oid, (_, d) in queries.object_facts(sql, lacking).items() if d}
-    return [
-        replace(e, digest=known[e.object_id])
-        if e.object_id and not e.digest and e.object_id in known else e
-        for e in entries
-    ]
 
 
 def _branch_tip(sql: queries.SQL, branch: str) -> str | None:

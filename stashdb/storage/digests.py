@@ -31,7 +31,8 @@ class DigestReport:
     objects: int  # objects given a digest
     chunks: int  # chunks hashed
     unreadable: list[str]  # hex ids of objects left without one (a chunk missing or damaged)
-    commits: set[str]  # commits whose manifest rows got digests (signed before: sign again)
+    #: ``{commit id: names}`` of manifest rows that got digests (signed before: see sign_all)
+    commits: dict[str, set[str]]
 
 
 def fill_digests(database: Database, signer: str, sealer: Plain = PLAIN) -> DigestReport:
@@ -45,7 +46,7 @@ def fill_digests(database: Database, signer: str, sealer: Plain = PLAIN) -> Dige
             "SELECT id FROM objects WHERE digest IS NULL ORDER BY id")]
     objects = chunks = 0
     unreadable: list[str] = []
-    touched: set[str] = set()
+    touched: dict[str, set[str]] = {}
     for batch in queries.batches(todo, _OBJECTS_PER_TRANSACTION):
         with database.write() as conn:
             done, hashed, bad = _digest_batch(conn, list(batch), signer, touched, sealer)
@@ -55,7 +56,8 @@ def fill_digests(database: Database, signer: str, sealer: Plain = PLAIN) -> Dige
 
 
 def _digest_batch(
-    conn: Connection, batch: list[bytes], signer: str, touched: set[str], sealer: Plain
+    conn: Connection, batch: list[bytes], signer: str, touched: dict[str, set[str]],
+    sealer: Plain,
 ) -> tuple[int, int, list[str]]:
     sql = EngineSQL(conn, sealer)
     cond, params = queries.in_list("id", batch)
@@ -92,8 +94,9 @@ def _digest_batch(
     if made:
         values = [{"key": k, "value": v} for k, v in made.items()]
         cond, params = queries.in_list("object_id", list(made))
-        touched.update(r.commit_id for r in sql.rows(
-            f"SELECT DISTINCT commit_id FROM entries WHERE {cond} AND digest IS NULL", params))
+        for r in sql.rows(
+                f"SELECT commit_id, name FROM entries WHERE {cond} AND digest IS NULL", params):
+            touched.setdefault(str(r.commit_id), set()).add(str(r.name))
         conn.execute(
             update(ob).where(ob.c.id == bindparam("key")).values(digest=bindparam("value")),
             values)

@@ -199,7 +199,10 @@ def _objects_of(sql: queries.SQL, commits: list[str]) -> dict[bytes, list[tuple[
             "AND object_id IS NOT NULL",
             params,
         ):
-            users.setdefault(bytes(r.object_id), []).append((r.commit_id, r.name))
+            if isinstance(r.object_id, (bytes, bytearray, memoryview)):
+                users.setdefault(bytes(r.object_id), []).append((r.commit_id, r.name))
+            else:  # a row no stashdb writes: that value is as good as missing
+                users.setdefault(b"\0" * 16, []).append((r.commit_id, r.name))
     return users
 
 
@@ -215,7 +218,10 @@ def _chunks_of(
             f"SELECT id FROM objects WHERE {cond}", params))
         cond, params = queries.in_list("object_id", batch)
         for r in sql.rows(f"SELECT object_id, chunk_id FROM object_chunks WHERE {cond}", params):
-            chunk_users.setdefault(bytes(r.chunk_id), set()).add(bytes(r.object_id))
+            if isinstance(r.chunk_id, (bytes, bytearray, memoryview)):
+                chunk_users.setdefault(bytes(r.chunk_id), set()).add(bytes(r.object_id))
+            else:  # a layout row no stashdb writes: the chunk it names is missing
+                chunk_users.setdefault(b"\0" * 16, set()).add(bytes(r.object_id))
     for object_id, where in users.items():
         if object_id not in known_objects:
             report.problems.append(

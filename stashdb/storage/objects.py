@@ -154,6 +154,10 @@ class ObjectWriter:
         self._fill_chunks: dict[bytes, bytes] = {}
         self._fill_objects: dict[bytes, bytes] = {}
         self._undigested: set[bytes] = set()  # chunks in the store without a digest
+        #: Digests the store claims for chunks it has: compared, never trusted.
+        self._claimed: dict[bytes, bytes] = {}
+        #: Objects whose rows are not the bytes committed: replaced when written.
+        self._replace_objects: set[bytes] = set()
         self._compressor: Any = None
         # Found damaged (a read, verify): never reused; written again, then unmarked.
         self._bad_chunks, self._bad_objects = lookups.damaged()
@@ -189,13 +193,23 @@ class ObjectWriter:
         results = []
         for pickler, views, layout, object_id in prepared:
             raw_size = sum(v.nbytes for v in views)
+            # From the bytes being committed, always: a digest in the store is only a
+            # claim (anyone who can write the database can write one), and this is
+            # what the commit's signature will vouch for.
+            ours = self._digest_of(pickler, layout)
+            if object_id in known and known[object_id][1] not in (None, ours):
+                # The store's object is not these bytes (changed behind our back):
+                # not reused; written anew, its rows replaced.
+                del known[object_id]
+                self._replace_objects.add(object_id)
+                existing.update(self._existing_chunks(
+                    {cid for part in layout for cid, _ in part} - existing.keys()))
             if object_id in known:
                 size, digest = known[object_id]
                 if digest is None:  # stored before revision 0005: digest it once, now
-                    digest = self._digest_of(pickler, layout)
-                    self._fill_objects[object_id] = digest
-                    known[object_id] = (size, digest)
-                results.append(StoredObject(object_id, raw_size, size, True, 0, 0, digest))
+                    self._fill_objects[object_id] = ours
+                    known[object_id] = (size, ours)
+                results.append(StoredObject(object_id, raw_size, size, True, 0, 0, ours))
             else:
                 stored = self._add(pickler, views, layout, object_id, existing)
                 known[object_id] = (stored.stored_size, stored.digest)
@@ -220,9 +234,15 @@ class ObjectWriter:
                     {"object_id": object_id, "part": part_no, "seq": seq,
                      "chunk_id": cid, "raw_size": data.nbytes}
                 )
+                digest = self._chunk_digest(cid, data)
+                if cid in existing and self._claimed.get(cid, digest) != digest:
+                    # Stored bytes with this id that are not these (an xxh3 collision
+                    # someone made): written again over them, like a damaged chunk.
+                    del existing[cid]
+                    self._bad_chunks.add(cid)
                 if cid not in existing:
                     row = self._encode(cid, data, compress)
-                    row["digest"] = self._chunk_digest(cid, data)
+                    row["digest"] = digest
                     existing[cid] = len(row["data"])
                     self._pending.chunks[cid] = row
                     self._pending.nbytes += existing[cid]
@@ -337,6 +357,12 @@ class ObjectWriter:
         """
         pending = self._pending
         self._insert_chunks(conn)
+        replaced = [o["id"] for o in pending.objects if o["id"] in self._replace_objects]
+        for start in range(0, len(replaced), 500):
+            batch = replaced[start : start + 500]
+            conn.execute(schema.object_chunks.delete().where(
+                schema.object_chunks.c.object_id.in_(batch)))
+            conn.execute(schema.objects.delete().where(schema.objects.c.id.in_(batch)))
         insert_if_absent(conn, schema.objects, pending.objects)
         insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
         _fill_digests(conn, schema.chunks, self._fill_chunks)
@@ -411,7 +437,7 @@ class ObjectWriter:
                 if digest is None:
                     self._undigested.add(cid)
                 else:
-                    self._digests.setdefault(cid, bytes(digest))
+                    self._claimed[cid] = bytes(digest)
         return found
 
     def _worth_compressing(self, view: memoryview) -> bool:

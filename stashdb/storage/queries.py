@@ -239,8 +239,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _ref(row: Any) -> Ref:
-    return Ref(row.name, row.kind, row.commit_id, row.message, row.time)
+def _ref(row: Any, sealer: Plain = PLAIN) -> Ref:
+    from stashdb.storage.sealing import Unsealable
+
+    try:
+        message = sealer.open_text(row.message)
+    except Unsealable:
+        message = "(a sealed message this key does not open)"
+    return Ref(row.name, row.kind, row.commit_id, message, row.time)
 
 
 # -- refs and revs -------------------------------------------------------------------
@@ -261,7 +267,7 @@ def notes(sql: SQL, prefix: str) -> dict[str, str]:
 def find_ref(sql: SQL, name: str) -> Ref | None:
     """The branch or tag called ``name``, or None."""
     found = sql.rows("SELECT * FROM refs WHERE name = :name", {"name": name})
-    return _ref(found[0]) if found else None
+    return _ref(found[0], sql.sealer) if found else None
 
 
 def get_ref(sql: SQL, name: str, kind: str) -> Ref:
@@ -282,7 +288,7 @@ def list_refs(sql: SQL, kind: str | None = None) -> list[Ref]:
         found = sql.rows("SELECT * FROM refs")
     else:
         found = sql.rows("SELECT * FROM refs WHERE kind = :kind", {"kind": kind})
-    return sorted(map(_ref, found), key=lambda ref: ref.name)
+    return sorted((_ref(r, sql.sealer) for r in found), key=lambda ref: ref.name)
 
 
 def parents(sql: SQL, commit_id: str) -> list[str]:
@@ -422,7 +428,8 @@ def read_objects(sql: SQL, object_ids: Iterable[bytes], *, digests: bool = True)
     for batch in batches(ids):
         cond, params = in_list("id", batch)
         for r in sql.rows(f"SELECT id, pickler, parts FROM objects WHERE {cond}", params):
-            heads[bytes(r.id)] = (r.pickler, r.parts)
+            if isinstance(r.pickler, str):  # else: damaged, as if absent
+                heads[bytes(r.id)] = (r.pickler, r.parts)
         cond, params = in_list("object_id", batch)
         places += [
             ChunkPlace(bytes(r.object_id), r.part, r.seq, bytes(r.chunk_id), r.raw_size)
@@ -431,17 +438,19 @@ def read_objects(sql: SQL, object_ids: Iterable[bytes], *, digests: bool = True)
                 f"WHERE {cond} ORDER BY object_id, part, seq",
                 params,
             )
+            if isinstance(r.chunk_id, (bytes, bytearray, memoryview))
         ]
     return assemble(ids, heads, places, lambda chunk_ids: iter_chunks(sql, chunk_ids), sql.sealer,
                     digests=digests)
 
 
-def iter_chunks(sql: SQL, chunk_ids: Sequence[bytes]) -> Iterator[tuple[bytes, int, bytes]]:
+def iter_chunks(sql: SQL, chunk_ids: Sequence[bytes]) -> Iterator[tuple[bytes, int, Any]]:
     """``(chunk id, codec, stored bytes)`` of the chunks found among ``chunk_ids``."""
     for batch in batches(chunk_ids, CHUNK_BATCH):
         cond, params = in_list("id", batch)
         for r in sql.rows(f"SELECT id, codec, data FROM chunks WHERE {cond}", params):
-            yield bytes(r.id), r.codec, r.data
+            if isinstance(r.data, (bytes, bytearray, memoryview)):  # else: as if missing
+                yield bytes(r.id), r.codec, r.data
 
 
 def object_facts(sql: SQL, object_ids: Iterable[bytes]) -> dict[bytes, tuple[int, bytes | None]]:
@@ -528,7 +537,8 @@ def signatures(sql: SQL, commit_ids: Iterable[str]) -> dict[str, tuple[str, byte
         cond, params = in_list("commit_id", batch)
         for r in sql.rows(f"SELECT commit_id, key_id, signature FROM signatures WHERE {cond}",
                           params):
-            found[r.commit_id] = (str(r.key_id), bytes(r.signature))
+            if isinstance(r.signature, (bytes, bytearray, memoryview)):  # else: unsigned
+                found[r.commit_id] = (str(r.key_id), bytes(r.signature))
     return found
 
 

@@ -11,12 +11,15 @@ differs in three ways, all here:
   nonce, and AES-256-GCM (the `cryptography` package) of the stored bytes
   with the chunk id and the codec byte as associated data; the row's codec is
   `SEALED`. A changed byte fails the tag: the read reports the chunk damaged.
-- **Value descriptions are sealed**: the manifest's ``type_name``,
-  ``preview``, ``shape`` and ``literal`` are stored as ``sealed1:`` + base64.
-  Names, messages, sizes and times stay readable (history and ``log`` need
-  them; docs/security.md says so).
+- **Value descriptions and messages are sealed**: the manifest's
+  ``type_name``, ``preview``, ``shape``, ``literal`` and ``reason``, commit
+  and tag messages, are stored as ``sealed1:`` + base64. Names, sizes and
+  times stay readable (history and ``log`` need them; docs/security.md).
 
-Digests (what signatures cover) are keyed too, for the same reason as ids.
+Digests (what signatures cover) and commit ids are keyed too, for the same
+reason as chunk ids, and a signature covers keyed hashes of the sealed texts
+(`blind`), so neither an id nor a signature confirms a guess of a message or
+a preview.
 `PLAIN` is the sealer of every other store: xxh3 ids, plain BLAKE3 digests,
 nothing sealed.
 """
@@ -37,7 +40,7 @@ __all__ = ["PLAIN", "SEALED", "SEALED_COLUMNS", "Plain", "Sealed", "Unsealable",
 #: The ``chunks.codec`` of a sealed chunk (0 raw and 1 zstd are inside the seal).
 SEALED = 2
 #: Manifest columns that describe a value, sealed in an encrypted store.
-SEALED_COLUMNS = ("type_name", "preview", "shape", "literal")
+SEALED_COLUMNS = ("type_name", "preview", "shape", "literal", "reason")
 _TEXT = "sealed1:"
 _NONCE = 12
 
@@ -88,6 +91,14 @@ class Plain:
         """A description as stored."""
         return text
 
+    def commit_id(self, payload: bytes) -> str:
+        """A commit's id from its canonical payload (docs/format.md, "Ids")."""
+        return xxhash.xxh3_128_hexdigest(payload)
+
+    def blind(self, text: str | None) -> str | None:
+        """Text as a signature covers it: itself (sealed stores: a keyed hash of it)."""
+        return text
+
     def open_text(self, text: Any) -> Any:
         """A description as stored, read back."""
         return text
@@ -113,6 +124,7 @@ class Sealed(Plain):
             return blake3.blake3(key, derive_key_context=f"stashdb 2026-12 {purpose}").digest()
 
         self._id_key = derived("chunk ids")
+        self._blind_key = derived("signed texts")
         self._digest_key = derived("chunk digests")
         self._aead = AESGCM(derived("chunk and text sealing"))
 
@@ -123,6 +135,16 @@ class Sealed(Plain):
     def digest(self, raw: Any) -> bytes:
         """Keyed BLAKE3 of the uncompressed bytes, 32 bytes (what signatures cover)."""
         return _keyed(self._digest_key, raw).digest()
+
+    def commit_id(self, payload: bytes) -> str:
+        """Keyed BLAKE3 of the commit's payload: its message cannot be guessed from its id."""
+        return _keyed(self._id_key, payload).hexdigest(length=16)
+
+    def blind(self, text: str | None) -> str | None:
+        """A keyed hash of the text: a signature over it confirms no guess of it."""
+        if text is None:
+            return None
+        return "blind1:" + _keyed(self._blind_key, text.encode()).hexdigest(length=16)
 
     def seal(self, chunk_id: bytes, codec: int, data: Any) -> tuple[int, Any]:
         """``SEALED`` and: the codec byte, a fresh nonce, AES-256-GCM of the bytes."""

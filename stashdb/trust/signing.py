@@ -12,7 +12,7 @@ opcode runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from stashdb.errors import TamperedData, UntrustedSnapshot
@@ -33,18 +33,28 @@ class Signature:
     signature: bytes
 
 
-def payload(commit: Commit) -> bytes:
-    """The bytes a commit's signature is over (canonical JSON; docs/security.md)."""
+def _same(text: str | None) -> str | None:
+    return text
+
+
+def payload(commit: Commit, blind: Callable[[str | None], str | None] = _same) -> bytes:
+    """The bytes a commit's signature is over (canonical JSON; docs/security.md).
+
+    ``blind``: how texts that describe values appear in it — themselves, or in an
+    encrypted store keyed hashes of them (`stashdb.storage.sealing.Sealed.blind`),
+    so that the signature, checkable by anyone with the public key, confirms no
+    guess of a sealed preview or message.
+    """
     entries = [
-        [e.name, e.kind, e.status, e.object_id, e.slot, e.value_hash, e.digest, e.type_name,
-         e.size, e.stored_size, repr(e.seconds), e.preview, e.shape, e.literal, e.reason,
-         e.module, e.version]
+        [e.name, e.kind, e.status, e.object_id, e.slot, e.value_hash, e.digest,
+         blind(e.type_name), e.size, e.stored_size, repr(e.seconds), blind(e.preview),
+         blind(e.shape), blind(e.literal), blind(e.reason), e.module, e.version]
         for e in sorted(commit.entries, key=lambda e: e.name)
     ]
     # Not the parents: `prune` relinks a kept commit past the ones it drops. A
     # changed link can mislead `log`, never change what a checkout restores.
     body = [
-        commit.id, commit.time.isoformat(), commit.message, commit.branch,
+        commit.id, commit.time.isoformat(), blind(commit.message), commit.branch,
         commit.workspace, commit.user, commit.host, commit.python,
         commit.dill, dict(sorted(commit.packages.items())), commit.chunks_written,
         commit.bytes_written, entries,
@@ -52,9 +62,11 @@ def payload(commit: Commit) -> bytes:
     return _DOMAIN + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sign(commit: Commit, key: SigningKey) -> Signature:
+def sign(
+    commit: Commit, key: SigningKey, blind: Callable[[str | None], str | None] = _same
+) -> Signature:
     """``key``'s signature over ``commit``."""
-    return Signature(key.key_id, key.sign(payload(commit)))
+    return Signature(key.key_id, key.sign(payload(commit, blind)))
 
 
 def check(
@@ -62,6 +74,7 @@ def check(
     signature: Signature | None,
     trusted: Mapping[str, PublicKey],
     revoked: set[str],
+    blind: Callable[[str | None], str | None] = _same,
 ) -> None:
     """Raise unless ``commit`` is signed by a trusted key and the signature holds.
 
@@ -85,7 +98,7 @@ def check(
             commit.id, f"is signed by key {signature.key_id}, which is not trusted here",
             signature.key_id,
         )
-    if not key.verify(signature.signature, payload(commit)):
+    if not key.verify(signature.signature, payload(commit, blind)):
         raise TamperedData(
             commit.id, f"its signature by {key.name} ({key.key_id}) does not match its "
             "contents (the commit row, its manifest or the signature was changed)"

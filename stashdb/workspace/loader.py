@@ -107,6 +107,13 @@ class Loader:
         if entry.kind == "skipped":
             raise RestoreError(name, f"it was skipped at commit: {entry.reason}")
         if entry.kind == "module":
+            if self._safe:
+                from stashdb.pickling.safe import may_import
+
+                if not may_import(entry.module or name):
+                    # Importing runs the module's code: safe loading imports only known ones.
+                    raise RestoreError(name, f"safe loading does not import module "
+                                             f"{entry.module or name!r}; import it yourself first")
             try:
                 value = importlib.import_module(entry.module or name)
             except Exception as exc:

@@ -123,8 +123,8 @@ def restore(
         # Not restored (it failed, or the checkout was interrupted): the old
         # values come back from the snapshot that holds them.
         lost = [n for n in released if n not in namespace]
-        if lost and known is not None:
-            restore(source, known.snapshot, namespace, only=lost)
+        if lost and known is not None:  # as checked as the checkout itself
+            restore(source, known.snapshot, namespace, only=lost, verify=verify, safe=safe)
     return report
 
 
