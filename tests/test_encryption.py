@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import select, update
+from test_trust_cli import as_user
 
 import stashdb
 from conftest import BACKENDS, postgres_schema, postgres_url, raw_connection
@@ -158,12 +158,7 @@ def test_the_store_key_is_shared_with_keys_export_and_trust(tmp_path: Path) -> N
     owner, reader = tmp_path / "owner-keys", tmp_path / "reader-keys"
 
     def run(keys: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "STASHDB_CONFIG_DIR": str(keys), "COLUMNS": "120"}
-        env.pop("STASHDB_URL", None)
-        done = subprocess.run([sys.executable, "-m", "stashdb", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == code, (done.stdout, done.stderr)
-        return done
+        return as_user(keys, tmp_path, *args, code=code)
 
     made = run(owner, "init", "--encrypt").stdout
     assert "encrypted: store key" in " ".join(made.split())

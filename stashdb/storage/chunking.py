@@ -61,10 +61,6 @@ def chunk_id(data: Any) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
 
-#: Chunks this large are hashed on several threads (BLAKE3 splits its work).
-_THREADED_DIGEST = 1024 * 1024
-
-
 def chunk_digest(data: Any) -> bytes:
     """The 32-byte BLAKE3 digest of a chunk's uncompressed bytes (what a signature covers).
 
@@ -74,11 +70,7 @@ def chunk_digest(data: Any) -> bytes:
     docs/security.md). It releases the GIL, so a read-ahead thread hashes
     while the caller unpickles.
     """
-    import blake3  # only a commit or a checkout pays its import (3 ms)
-
-    view = memoryview(data)
-    threads = blake3.blake3.AUTO if view.nbytes >= _THREADED_DIGEST else 1
-    return blake3.blake3(view, max_threads=threads).digest()
+    return PLAIN.digest(data)
 
 
 def object_digest(pickler: str, rows: Iterable[tuple[int, int, int, bytes]]) -> bytes:

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from stashdb.storage import chunking, queries, schema
 from stashdb.storage.engine import Database
 from stashdb.storage.engine_driver import EngineSQL
+from stashdb.storage.objects import fill_missing_digests
 from stashdb.storage.sealing import PLAIN, Plain
 
 __all__ = ["DigestReport", "fill_digests"]
@@ -85,21 +86,15 @@ def _digest_batch(
             continue
         made[oid] = chunking.object_digest(
             picklers[oid], [(p, s, n, digests[c]) for p, s, c, n in rows])
-    ch, ob, en, sg = schema.chunks, schema.objects, schema.entries, schema.signatures
-    if fresh:
-        conn.execute(
-            update(ch).where(ch.c.id == bindparam("key"), ch.c.digest.is_(None))
-            .values(digest=bindparam("value")),
-            [{"key": k, "value": v} for k, v in fresh.items()])
+    en, sg = schema.entries, schema.signatures
+    fill_missing_digests(conn, schema.chunks, fresh)
     if made:
         values = [{"key": k, "value": v} for k, v in made.items()]
         cond, params = queries.in_list("object_id", list(made))
         for r in sql.rows(
                 f"SELECT commit_id, name FROM entries WHERE {cond} AND digest IS NULL", params):
             touched.setdefault(str(r.commit_id), set()).add(str(r.name))
-        conn.execute(
-            update(ob).where(ob.c.id == bindparam("key")).values(digest=bindparam("value")),
-            values)
+        fill_missing_digests(conn, schema.objects, dict(made))
         conn.execute(
             update(en).where(
                 en.c.object_id == bindparam("key"), en.c.digest.is_(None),

@@ -24,7 +24,7 @@ from stashdb.storage.sealing import PLAIN, Plain
 if TYPE_CHECKING:
     from stashdb.storage.bundle import BundleObject
 
-__all__ = ["Lookups", "ObjectWriter", "StoredObject", "insert_if_absent"]
+__all__ = ["Lookups", "ObjectWriter", "StoredObject", "fill_missing_digests", "insert_if_absent"]
 
 #: Parts smaller than this are stored raw: compressing them saves nothing worth the time.
 _MIN_COMPRESS = 512
@@ -74,8 +74,8 @@ def replace_damaged(conn: Connection, table: Table, rows: list[dict[str, Any]]) 
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
 
-def _fill_digests(conn: Connection, table: Table, digests: dict[bytes, bytes]) -> None:
-    """Give rows written before revision 0005 the digests a commit just computed."""
+def fill_missing_digests(conn: Connection, table: Table, digests: dict[bytes, bytes]) -> None:
+    """Give rows written before revision 0005 (``digest`` NULL) the digests just computed."""
     if digests:
         conn.execute(
             update(table).where(table.c.id == bindparam("key"), table.c.digest.is_(None))
@@ -365,8 +365,8 @@ class ObjectWriter:
             conn.execute(schema.objects.delete().where(schema.objects.c.id.in_(batch)))
         insert_if_absent(conn, schema.objects, pending.objects)
         insert_if_absent(conn, schema.object_chunks, pending.object_chunks)
-        _fill_digests(conn, schema.chunks, self._fill_chunks)
-        _fill_digests(conn, schema.objects, self._fill_objects)
+        fill_missing_digests(conn, schema.chunks, self._fill_chunks)
+        fill_missing_digests(conn, schema.objects, self._fill_objects)
         # An object found damaged is whole again: its chunks are in (now or before).
         _unmark(conn, [o["id"] for o in pending.objects if o["id"] in self._bad_objects])
 

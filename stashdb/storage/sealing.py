@@ -54,12 +54,18 @@ def store_key_id(key: bytes) -> str:
     return hashlib.sha256(b"stashdb-store-key\0" + key).hexdigest()[:16]
 
 
-def _keyed(key: bytes, data: Any) -> Any:
-    """Keyed BLAKE3 over ``data``, on several threads for a chunk of 1 MiB or more."""
-    import blake3
+def blake3_of(data: Any, key: bytes | None = None) -> Any:
+    """BLAKE3 over ``data`` (keyed with ``key``), on several threads for 1 MiB or more.
+
+    The one place stashdb starts a BLAKE3 hash of bytes: plain digests, and an
+    encrypted store's keyed ids, digests and blinded texts.
+    """
+    import blake3  # only a commit or a checkout pays its import (3 ms)
 
     view = memoryview(data)
     threads = blake3.blake3.AUTO if view.nbytes >= 1024 * 1024 else 1
+    if key is None:
+        return blake3.blake3(view, max_threads=threads)
     return blake3.blake3(view, key=key, max_threads=threads)
 
 
@@ -75,9 +81,7 @@ class Plain:
 
     def digest(self, raw: Any) -> bytes:
         """The 32-byte digest of a chunk's uncompressed bytes (what signatures cover)."""
-        from stashdb.storage.chunking import chunk_digest
-
-        return chunk_digest(raw)
+        return bytes(blake3_of(raw).digest())
 
     def seal(self, chunk_id: bytes, codec: int, data: Any) -> tuple[int, Any]:
         """The codec and bytes to store for a chunk."""
@@ -130,21 +134,21 @@ class Sealed(Plain):
 
     def chunk_id(self, data: Any) -> bytes:
         """Keyed BLAKE3 of the uncompressed bytes, 16 bytes: equal only within this store."""
-        return _keyed(self._id_key, data).digest(length=16)
+        return blake3_of(data, self._id_key).digest(length=16)
 
     def digest(self, raw: Any) -> bytes:
         """Keyed BLAKE3 of the uncompressed bytes, 32 bytes (what signatures cover)."""
-        return _keyed(self._digest_key, raw).digest()
+        return blake3_of(raw, self._digest_key).digest()
 
     def commit_id(self, payload: bytes) -> str:
         """Keyed BLAKE3 of the commit's payload: its message cannot be guessed from its id."""
-        return _keyed(self._id_key, payload).hexdigest(length=16)
+        return blake3_of(payload, self._id_key).hexdigest(length=16)
 
     def blind(self, text: str | None) -> str | None:
         """A keyed hash of the text: a signature over it confirms no guess of it."""
         if text is None:
             return None
-        return "blind1:" + _keyed(self._blind_key, text.encode()).hexdigest(length=16)
+        return "blind1:" + blake3_of(text.encode(), self._blind_key).hexdigest(length=16)
 
     def seal(self, chunk_id: bytes, codec: int, data: Any) -> tuple[int, Any]:
         """``SEALED`` and: the codec byte, a fresh nonce, AES-256-GCM of the bytes."""

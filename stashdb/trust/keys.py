@@ -95,8 +95,10 @@ def _raw_ed25519(line: str, where: str) -> bytes:
         kind, rest = blob[4 : 4 + first], blob[4 + first :]
         size = int.from_bytes(rest[:4], "big")
         raw = rest[4 : 4 + size]
-    except (IndexError, ValueError) as exc:
-        raise KeyProblem(where, f"not an ssh-ed25519 public key line ({exc})") from None
+    except (IndexError, ValueError):
+        raise KeyProblem(
+            where, "not an ssh-ed25519 public key line (`stashdb keys export` writes one)"
+        ) from None
     if parts[0] != "ssh-ed25519" or kind != b"ssh-ed25519":
         raise KeyProblem(where, "not an Ed25519 key: stashdb signs with Ed25519 only")
     if size != 32 or len(raw) != 32 or len(rest) != 4 + size:
@@ -303,7 +305,8 @@ class KeyRing:
         """
         known = {**self.trusted()}
         if self.has_own():
-            known[self.own().key_id] = self.own().public
+            own = self._own_public()
+            known[own.key_id] = own
         matches = [k for k in known if k.startswith(key_id)] if key_id else []
         if len(matches) != 1:
             what = "no key" if not matches else f"{len(matches)} keys"
