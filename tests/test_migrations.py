@@ -91,7 +91,7 @@ def _revision_1_store(backend: str, tmp_path: Path, stack: list[object]) -> str:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_revision_1_store_is_upgraded_on_open_and_keeps_everything(
-    backend: str, tmp_path: Path
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     contexts: list[object] = []
     try:
@@ -105,6 +105,10 @@ def test_a_revision_1_store_is_upgraded_on_open_and_keeps_everything(
 
         repo = stashdb.open(url)
         assert schema_revision(repo.storage.database) == SCHEMA_REVISIONS[-1]
+        said = capsys.readouterr().err
+        assert "its 3 earlier commits are unsigned" in said  # told once, as it is upgraded
+        stashdb.Repo.open(repo.url)
+        assert "unsigned" not in capsys.readouterr().err
         with raw_connection(repo) as conn:
             names = {i["name"] for i in inspect(conn).get_indexes("entries")}
         assert "ix_entries_name" in names

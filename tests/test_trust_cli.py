@@ -32,8 +32,11 @@ def as_user(keys: Path, cwd: Path, *args: str, code: int = 0) -> subprocess.Comp
 def test_two_users_keys_trust_revoke_and_safe(tmp_path: Path) -> None:
     alice, bob = tmp_path / "alice-keys", tmp_path / "bob-keys"
     (tmp_path / "train.py").write_text(SCRIPT)
+    created = as_user(alice, tmp_path, "keys", "create")
+    assert "made signing key" in created.stdout and "made your signing key" in created.stderr
+    assert "you have signing key" in as_user(alice, tmp_path, "keys", "create").stdout
     made = as_user(alice, tmp_path, "commit", "-m", "alice's run", "train.py")
-    assert "made your signing key" in made.stderr  # said once, on first use
+    assert "made your signing key" not in made.stderr  # said once, when it was made
     again = as_user(alice, tmp_path, "commit", "-m", "again", "train.py")
     assert "made your signing key" not in again.stderr
 
