@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from stashdb.errors import NotAStore, StoreNotFound
-from stashdb.model import CheckoutReport, Commit, Diff, Ref, Rev, Version
+from stashdb.model import CheckoutReport, Commit, Diff, Progress, Ref, Rev, Transfer, Version
 from stashdb.repo import Repo, Snapshot
 from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
 from stashdb.storage.sqlite_driver import sqlite_url
@@ -28,6 +28,7 @@ __all__ = [
     "at",
     "branch",
     "checkout",
+    "clone",
     "close_all",
     "commit",
     "diff",
@@ -38,6 +39,7 @@ __all__ = [
     "migrate",
     "open",
     "show",
+    "store_url",
     "tag",
 ]
 
@@ -206,6 +208,38 @@ def open(
     if repo is None:
         print(f"stashdb: created a new store in {made.location}", file=sys.stderr)
     return made
+
+
+def store_url(repo: str | os.PathLike[str]) -> str:
+    """The database URL of the existing store named by a directory, a file or a URL.
+
+    Raises:
+        NotAStore: nothing there is a store.
+    """
+    located = _locate(repo)
+    if located is None:
+        raise NotAStore(os.fspath(repo), "no such file or directory")
+    return located[0]
+
+
+def clone(
+    source: str | os.PathLike[str], path: str | os.PathLike[str] = ".", *, lazy: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Repo, Transfer]:
+    """Copy the store ``source`` (a directory, file or URL) into a new store at ``path``.
+
+    The copy's remote ``origin`` is ``source``; every branch and tag comes
+    along. ``lazy`` copies commits and manifests only: each value's data is
+    fetched when it is first checked out (and kept). ``path`` may be a
+    database URL too.
+
+    Raises:
+        NotAStore, StoreUnreachable: ``source`` is not a store that opens.
+        InvalidArguments: ``path`` holds a store with commits already.
+    """
+    url = store_url(source)
+    repo = init(path)
+    return repo, repo.clone_from(url, lazy=lazy, progress=progress)
 
 
 @dataclass(frozen=True)

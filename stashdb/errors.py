@@ -18,6 +18,7 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionTimeout",
     "ExportError",
+    "FetchFailed",
     "InvalidArguments",
     "InvalidRefName",
     "KeyProblem",
@@ -27,10 +28,13 @@ __all__ = [
     "NotABranch",
     "NotASessionFile",
     "NotAStore",
+    "NotFastForward",
     "NothingToUndo",
     "RefExists",
     "RefInUse",
     "RefNotFound",
+    "RemoteExists",
+    "RemoteNotFound",
     "RestoreError",
     "RevisionNotFound",
     "ScriptNotFound",
@@ -44,6 +48,7 @@ __all__ = [
     "StoreUnreachable",
     "StoreWriteError",
     "TamperedData",
+    "TransferRefused",
     "UnsafeGlobal",
     "UnsavedValues",
     "UnsupportedFormat",
@@ -560,3 +565,54 @@ class CallbackError(StashError):
         self.name = name
         self.why = why
         super().__init__(f"callback {name!r} failed: {why}")
+
+
+class RemoteNotFound(StashError):
+    """A remote was named that this store does not have."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        have = f"it has {', '.join(known)}" if known else "it has none"
+        super().__init__(f"this store has no remote {name!r} ({have}); add it first")
+
+
+class RemoteExists(StashError):
+    """A remote is added under a name the store uses already."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        super().__init__(f"this store has a remote {name!r} already ({url}); remove it first")
+
+
+class NotFastForward(StashError):
+    """A branch would move to a commit not built on where it is: commits would be lost."""
+
+    def __init__(self, where: str, ref: str, at: str, to: str, advice: str) -> None:
+        self.where = where
+        self.ref = ref
+        self.at = at
+        self.to = to
+        super().__init__(
+            f"{where} branch {ref!r} is at {at[:12]}, which {to[:12]} does not build on: "
+            f"moving it would drop commits; {advice}"
+        )
+
+
+class TransferRefused(StashError):
+    """History cannot move between these two stores (as they are); nothing was sent."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"cannot send history: {why}")
+
+
+class FetchFailed(StashError):
+    """A lazy clone could not fetch a value's data from the store it was cloned from."""
+
+    def __init__(self, remote: str, why: str) -> None:
+        self.remote = remote
+        self.why = why
+        super().__init__(
+            f"the data of this value is not here yet and could not be fetched from "
+            f"{remote}: {why}; reach that store again, or copy all data while you can"
+        )

@@ -377,6 +377,52 @@ class Ref:
     time: float
 
 
+@dataclass(frozen=True)
+class RefChange:
+    """What moving history did to one ref (of the store that received it)."""
+
+    name: str
+    kind: str  # "branch", "tag" or "remote" (a remote-tracking ref: origin/main)
+    old: str | None  # the commit it pointed at before (None: it is new)
+    new: str | None  # the commit it points at now (None: deleted)
+    what: str  # "new", "moved", "forced", "up to date" or "kept"
+    why: str = ""  # for "kept": why it did not move
+
+    def __str__(self) -> str:
+        old, new = (self.old or "")[:12], (self.new or "")[:12]
+        shown = {"new": f"new {self.kind} at {new}", "moved": f"{old} → {new}",
+                 "forced": f"{old} → {new} (forced)", "up to date": f"up to date at {new}",
+                 "kept": f"kept at {old}: {self.why}"}[self.what]
+        return f"{self.name}: {shown}"
+
+
+@dataclass
+class Transfer:
+    """What moving history (push, pull, fetch, clone, import) added to a store."""
+
+    commits: int = 0
+    objects: int = 0
+    chunks: int = 0
+    bytes: int = 0  # stored bytes of the chunks sent
+    refs: list[RefChange] = field(default_factory=list)
+
+    def add(self, other: Transfer) -> None:
+        """Count ``other`` in too."""
+        self.commits += other.commits
+        self.objects += other.objects
+        self.chunks += other.chunks
+        self.bytes += other.bytes
+        self.refs += other.refs
+
+    def __str__(self) -> str:
+        if not (self.commits or self.objects or self.chunks):
+            sent = "nothing new to send"
+        else:
+            sent = (f"{self.commits} commits, {self.objects} objects, {self.chunks} chunks "
+                    f"({format_size(self.bytes)})")
+        return "\n".join([sent, *(str(r) for r in self.refs)])
+
+
 def skipped_of(entries: Iterable[Entry]) -> list[Skipped]:
     """The entries that could not be stored, with their type and the reason."""
     return [Skipped(e.name, e.type_name, e.reason or "") for e in entries if e.skipped]

@@ -55,6 +55,7 @@ from stashdb.model import (
     Rev,
     SignReport,
     StoreStats,
+    Transfer,
     Version,
     link_groups,
 )
@@ -71,6 +72,7 @@ from stashdb.workspace.restore import KnownState, restore
 from stashdb.workspace.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    from stashdb.remotes import Remote
     from stashdb.storage.bundle import Bundle
     from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
     from stashdb.storage.reader import Reader
@@ -457,6 +459,132 @@ class Repo:
 
         return self._write(write)
 
+    # -- moving state (docs/sharing.md) -------------------------------------------
+
+    def export(self, revs: Rev | Iterable[Rev], path: str | os.PathLike[str]) -> Transfer:
+        """Write what ``revs`` reach — their history included — to one bundle file.
+
+        ``"A..B"`` sends only what B adds to A (a store importing it must have
+        A). Branches and tags named go in as refs. Unpickles nothing; the
+        layout is in docs/format.md ("Bundles").
+
+        Raises:
+            RevisionNotFound, AmbiguousRevision: a rev names nothing.
+            TransferRefused: the store is encrypted.
+        """
+        from stashdb import remotes
+
+        many = [revs] if isinstance(revs, (str, Commit)) else list(revs)
+        named = [r.id if isinstance(r, Commit) else str(r) for r in many]
+        self._writes.settle()
+        return remotes.export(self.storage, named, path)
+
+    def import_bundle(self, path: str | os.PathLike[str]) -> Transfer:
+        """Add a bundle file's history to this store, skipping what it has; say what was added.
+
+        Branches only move forward (one that went elsewhere here is kept, and
+        the report says so); commits keep their ids and signatures, and are
+        checked against the keys trusted here when they are checked out.
+
+        Raises:
+            BadBundle: not a sound bundle: nothing stored.
+            TransferRefused: it builds on commits this store lacks.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(remotes.import_bundle, self.storage, path))
+
+    def add_remote(self, name: str, url: str) -> Remote:
+        """Remember the store at ``url`` (a database URL) as remote ``name``.
+
+        Raises:
+            RemoteExists: the name is taken. StoreUnreachable, NotAStore: no store there.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(remotes.add_remote, self.storage, name, url))
+
+    def remove_remote(self, name: str) -> Remote:
+        """Forget remote ``name`` and its remote-tracking refs (``name/…``).
+
+        Raises:
+            RemoteNotFound: no such remote.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(remotes.remove_remote, self.storage, name))
+
+    def remotes(self) -> list[Remote]:
+        """This store's remotes."""
+        from stashdb import remotes
+
+        self._writes.settle()
+        return remotes.remotes(self.storage)
+
+    def push(
+        self, remote: str | None = None, refs: Iterable[str] = (), *, force: bool = False,
+        progress: Progress | None = None,
+    ) -> Transfer:
+        """Send branches or tags (default: the current branch) to a remote: only what it lacks.
+
+        A branch there moves by compare-and-swap, and only forward unless
+        ``force``: `NotFastForward` says what to do otherwise.
+
+        Raises:
+            RemoteNotFound, StoreUnreachable, NotFastForward, TransferRefused.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(
+            remotes.push, self.storage, remote, list(refs), force=force, progress=progress))
+
+    def fetch(
+        self, remote: str | None = None, refs: Iterable[str] = (), *, all_data: bool = False,
+        progress: Progress | None = None,
+    ) -> Transfer:
+        """Copy a remote's branches (as ``remote/branch``) and tags, and what they reach.
+
+        In a lazy clone, commits and manifests only, unless ``all_data``.
+
+        Raises:
+            RemoteNotFound, StoreUnreachable, RefNotFound.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(
+            remotes.fetch, self.storage, remote, list(refs), all_data=all_data,
+            progress=progress))
+
+    def pull(
+        self, remote: str | None = None, refs: Iterable[str] = (), *,
+        progress: Progress | None = None,
+    ) -> Transfer:
+        """Fetch, then move branches here (default: the current one) forward to the remote's.
+
+        Raises:
+            RemoteNotFound, StoreUnreachable, NotFastForward.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(
+            remotes.pull, self.storage, remote, list(refs), progress=progress))
+
+    def clone_from(
+        self, url: str, *, lazy: bool = False, progress: Progress | None = None
+    ) -> Transfer:
+        """Make this new, empty store a copy of the store at ``url`` (its remote ``origin``).
+
+        ``lazy`` copies commits and manifests only; a checkout fetches the
+        data of the values it restores, and keeps it.
+
+        Raises:
+            InvalidArguments: this store holds commits already.
+        """
+        from stashdb import remotes
+
+        return self._write(functools.partial(
+            remotes.clone_into, self.storage, url, lazy=lazy, progress=progress))
+
     def check_branch(self, name: str) -> None:
         """Raise unless a commit can go to branch ``name`` (it may not exist yet).
 
@@ -633,6 +761,9 @@ class Repo:
                     wanted.setdefault(bytes.fromhex(e.object_id), []).append(
                         (cid, e.name, e.digest))
         ordered = sorted(wanted)
+        if report.unfetched:  # a lazy clone: what is not here yet is not checked here
+            here = reader.object_facts(ordered)
+            ordered = [oid for oid in ordered if oid in here]
         named = {p.id for p in report.problems} | {o for p in report.problems for o in p.objects}
         for start in range(0, len(ordered), 64):
             batch = ordered[start : start + 64]
@@ -695,6 +826,10 @@ class Repo:
     def branches(self) -> list[Ref]:
         """Every branch, sorted by name."""
         return self._reader.list_refs("branch")
+
+    def remote_refs(self) -> list[Ref]:
+        """Remote-tracking refs (``origin/main``): where each remote's branches were last seen."""
+        return self._reader.list_refs("remote")
 
     def tags(self) -> list[Ref]:
         """Every tag, sorted by name."""
@@ -805,8 +940,16 @@ class Repo:
 
     @property
     def _objects(self) -> _NotingDamage:
-        """Where restores read objects: the read side, telling this Repo what is damaged."""
-        return _NotingDamage(self.storage.reader, self._note_damage)
+        """Where restores read objects: the read side, telling this Repo what is damaged.
+
+        In a lazy clone, what is not here yet is fetched first (and kept).
+        """
+        from stashdb.remotes import ensure_objects, lazy_remote
+
+        fetch = None
+        if lazy_remote(self.storage) is not None:
+            fetch = functools.partial(ensure_objects, self.storage)
+        return _NotingDamage(self.storage.reader, self._note_damage, fetch)
 
     def _note_damage(self, found: list[CorruptChunk]) -> None:
         """Remember damage a read met, so the next commit of those values writes them again.
@@ -1041,11 +1184,17 @@ def _file_size_limit_as_error() -> Iterator[None]:
 class _NotingDamage:
     """An object source that passes on what a read found damaged (see `Repo._note_damage`)."""
 
-    def __init__(self, reader: Reader, note: Callable[[list[CorruptChunk]], None]) -> None:
-        self._reader, self._note = reader, note
+    def __init__(
+        self, reader: Reader, note: Callable[[list[CorruptChunk]], None],
+        fetch: Callable[[list[bytes]], None] | None = None,
+    ) -> None:
+        self._reader, self._note, self._fetch = reader, note, fetch
 
     def read_many(self, object_ids: Iterable[bytes], *, digests: bool = True) -> dict[bytes, Any]:
         """The objects, as the reader gives them; damage found is noted on the way."""
+        if self._fetch is not None:  # a lazy clone: bring what is not here yet
+            object_ids = list(object_ids)
+            self._fetch(object_ids)
         found = self._reader.read_many(object_ids, digests=digests)
         damage = [v for v in found.values() if isinstance(v, CorruptChunk)]
         if damage:

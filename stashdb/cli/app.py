@@ -83,6 +83,10 @@ _CLI_TERMS = {
     "trust=True": "--trust",
     "safe=True": "--safe",
     "Repo.sign_all()": "`stashdb keys sign --all`",
+    "force the push": "push with --force",
+    "copy all data while you can": "run `stashdb fetch --all-data` while you can",
+    "fetch and pull its commits first": "run `stashdb pull` first",
+    "fetch and pull, then push again": "run `stashdb pull`, then push again",
 }
 
 

@@ -55,7 +55,7 @@ def log(
             out.print(safe(_no_commits_here(repo, branch, all_refs)))
         return
     tips: dict[str, list[str]] = {}
-    for ref in repo.branches():
+    for ref in [*repo.branches(), *repo.remote_refs()]:
         tips.setdefault(ref.commit_id, []).append(ref.name)
     out.print(render.log_table(commits, counts, tips, graph=graph, signers=signers))
 

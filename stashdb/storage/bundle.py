@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import xxhash
 
-from stashdb.errors import BadBundle
+from stashdb.errors import BadBundle, StoreDamaged
 from stashdb.model import Commit, Entry
-from stashdb.storage import chunking, queries
+from stashdb.storage import chunking, graph, queries
 from stashdb.storage.commits import commit_id_of, entry_row
 
 __all__ = [
-    "MAGIC", "VERSION", "Bundle", "BundleObject", "BundleObjects", "read_bundle", "write_bundle",
+    "MAGIC", "VERSION", "Bundle", "BundleObject", "BundleObjects", "export_history",
+    "object_rows", "read_bundle", "stored_times", "write_bundle",
 ]
 
 #: What every bundle starts with; then one byte: `VERSION`.
@@ -69,6 +70,15 @@ class Bundle:
     digests: dict[bytes, bytes] = field(default_factory=dict)
     #: ``{commit id: (key id, signature)}`` of its signed commits, as their store had them.
     signatures: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    #: A history's refs: ``(name, kind, commit id)``, kind "branch" or "tag".
+    refs: list[tuple[str, str, str]] = field(default_factory=list)
+    #: A history's commits it builds on but does not hold (``A`` of ``A..B``).
+    base: list[str] = field(default_factory=list)
+    #: Objects and chunks its commits reach but it does not hold: the base has them.
+    needs_objects: set[bytes] = field(default_factory=set)
+    needs_chunks: set[bytes] = field(default_factory=set)
+    #: ``{commit id: its time as stored}`` (its id covers the exact value).
+    times: dict[str, float] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -109,33 +119,100 @@ class BundleObjects:
 
 def write_bundle(sql: queries.SQL, commit_ids: list[str], *, kind: str = "state") -> bytes:
     """A bundle of ``commit_ids`` and everything their manifests reach, read through ``sql``."""
-    commits = queries.load_commits(sql, commit_ids)
-    # The time as stored, not as a datetime: a commit's id covers its exact repr.
+    pieces: list[bytes | memoryview] = []
+    for piece in _encoded(sql, commit_ids, kind=kind):
+        pieces.append(piece)
+    # Pieces joined once at the end: a 1 GB state is copied once, not once per chunk.
+    return b"".join(pieces)
+
+
+def export_history(
+    sql: queries.SQL,
+    commit_ids: list[str],
+    out: BinaryIO,
+    *,
+    refs: Sequence[tuple[str, str, str]] = (),
+    base: Sequence[str] = (),
+    counts: list[int] | None = None,
+) -> int:
+    """Write a history bundle of ``commit_ids`` (parents first) to ``out``; its size in bytes.
+
+    ``base`` are the commits it builds on (``A`` of ``A..B``): the objects and
+    chunks they reach are left out, and a store must have them to import it.
+    Chunks stream from the store to ``out``: memory stays about one batch.
+    ``counts``, if given, gets the number of objects and of chunks written.
+    """
+    size = 0
+    for piece in _encoded(sql, commit_ids, kind="history", refs=refs, base=base, counts=counts):
+        out.write(piece)
+        size += len(piece)
+    return size
+
+
+def stored_times(sql: queries.SQL, commit_ids: Sequence[str]) -> dict[str, float]:
+    """Each commit's time as stored, not as a datetime: a commit's id covers its exact repr."""
     times: dict[str, float] = {}
-    for batch in queries.batches(commit_ids):
+    for batch in queries.batches(list(commit_ids)):
         cond, params = queries.in_list("id", batch)
         times.update((r.id, r.time) for r in sql.rows(
             f"SELECT id, time FROM commits WHERE {cond}", params))
-    object_ids = sorted({
-        bytes.fromhex(e.object_id) for c in commits for e in c.entries if e.object_id
-    })
-    objects = _object_rows(sql, object_ids)
+    return times
+
+
+def _encoded(
+    sql: queries.SQL,
+    commit_ids: list[str],
+    *,
+    kind: str,
+    refs: Sequence[tuple[str, str, str]] = (),
+    base: Sequence[str] = (),
+    counts: list[int] | None = None,
+) -> Iterator[bytes | memoryview]:
+    """The bytes of a bundle, piece by piece, its digest last."""
+    commits = queries.load_commits(sql, commit_ids)
+    times = stored_times(sql, commit_ids)
+    object_ids = {bytes.fromhex(e.object_id) for c in commits for e in c.entries if e.object_id}
+    base_chunks: set[bytes] = set()
+    if base:
+        with_base = graph.reachable(queries.edges(sql), list(base))
+        base_objects = queries.objects_of_commits(sql, with_base)
+        object_ids -= base_objects
+        base_chunks = _chunk_ids_of(sql, sorted(base_objects))
+    objects = object_rows(sql, sorted(object_ids))
     signed = queries.signatures(sql, commit_ids)
-    header = {"bundle": VERSION, "kind": kind,
-              "commits": [_commit_json(c, times[c.id], signed.get(c.id)) for c in commits]}
-    # Pieces joined once at the end: a 1 GB state is copied once, not once per chunk.
-    pieces: list[bytes | memoryview] = [MAGIC, bytes([VERSION])]
-    _record(pieces, _HEADER, json.dumps(header, separators=(",", ":")).encode())
-    _record(pieces, _OBJECTS, json.dumps([_object_json(o) for o in objects]).encode())
-    chunk_ids = sorted({cid for o in objects for _, _, cid, _ in o.layout})
-    raw_sizes = {cid: size for o in objects for _, _, cid, size in o.layout}
-    for cid, codec, data in queries.iter_chunks(sql, chunk_ids):
-        _record(pieces, _CHUNKS, _CHUNK.pack(cid, codec, raw_sizes[cid]), data)
+    header: dict[str, Any] = {
+        "bundle": VERSION, "kind": kind,
+        "commits": [_commit_json(c, times[c.id], signed.get(c.id)) for c in commits],
+    }
+    if kind == "history":
+        header["refs"] = [list(r) for r in refs]
+        header["base"] = list(base)
     digest = xxhash.xxh3_128()
-    for piece in pieces:
-        digest.update(piece)
-    _record(pieces, _END, digest.digest())
-    return b"".join(pieces)
+
+    def hashed(*pieces: bytes | memoryview) -> Iterator[bytes | memoryview]:
+        for piece in pieces:
+            digest.update(piece)
+            yield piece
+
+    yield from hashed(MAGIC, bytes([VERSION]))
+    yield from hashed(*_record(_HEADER, json.dumps(header, separators=(",", ":")).encode()))
+    yield from hashed(*_record(_OBJECTS, json.dumps([_object_json(o) for o in objects]).encode()))
+    chunk_ids = sorted({cid for o in objects for _, _, cid, _ in o.layout} - base_chunks)
+    raw_sizes = {cid: size for o in objects for _, _, cid, size in o.layout}
+    if counts is not None:
+        counts += [len(objects), len(chunk_ids)]
+    for cid, codec, data in queries.iter_chunks(sql, chunk_ids):
+        yield from hashed(*_record(_CHUNKS, _CHUNK.pack(cid, codec, raw_sizes[cid]), data))
+    yield from _record(_END, digest.digest())
+
+
+def _chunk_ids_of(sql: queries.SQL, object_ids: Sequence[bytes]) -> set[bytes]:
+    found: set[bytes] = set()
+    for batch in queries.batches(list(object_ids)):
+        cond, params = queries.in_list("object_id", batch)
+        found.update(bytes(r.chunk_id) for r in sql.rows(
+            f"SELECT chunk_id FROM object_chunks WHERE {cond}", params))
+    return found
 
 
 def read_bundle(data: bytes | memoryview) -> Bundle:
@@ -182,20 +259,41 @@ def _read(view: memoryview) -> Bundle:
         times = [float(c["time"]) for c in raw_commits]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadBundle(f"its header is not complete ({exc})") from None
-    if header.get("bundle") != VERSION or header.get("kind") != "state":
-        raise BadBundle(f"its header is not a version {VERSION} state")
-    bundle = Bundle(str(header.get("kind")), [_commit_of(c) for c in raw_commits],
-                    objects, chunks, digests, _signatures(raw_commits))
+    if header.get("bundle") != VERSION or header.get("kind") not in ("state", "history"):
+        raise BadBundle(f"its header is not a version {VERSION} state or history")
+    commits = [_commit_of(c) for c in raw_commits]
+    bundle = Bundle(str(header["kind"]), commits, objects, chunks, digests,
+                    _signatures(raw_commits), times=dict(zip([c.id for c in commits], times)))
+    if bundle.kind == "history":
+        bundle.refs, bundle.base = _refs_of(header)
     _check(bundle, times)
     return bundle
+
+
+def _refs_of(header: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[str]]:
+    try:
+        refs = [(str(n), str(k), str(c)) for n, k, c in header["refs"]]
+        base = [str(c) for c in header["base"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadBundle(f"its refs are not complete ({exc!r})") from None
+    ids = {c for _, _, c in refs}
+    if any(k not in ("branch", "tag") for _, k, _ in refs):
+        raise BadBundle("it holds a ref that is neither a branch nor a tag")
+    if not ids <= set(header_ids(header)) | set(base):
+        raise BadBundle("a ref points at a commit the bundle neither holds nor builds on")
+    return refs, base
+
+
+def header_ids(header: dict[str, Any]) -> list[str]:
+    """The ids of the commits a bundle's header lists."""
+    return [str(c["id"]) for c in header["commits"]]
 
 
 # -- encoding ------------------------------------------------------------------------
 
 
-def _record(pieces: list[bytes | memoryview], kind: bytes, *payload: bytes | memoryview) -> None:
-    pieces.append(_RECORD.pack(kind, sum(len(p) for p in payload)))
-    pieces.extend(payload)
+def _record(kind: bytes, *payload: bytes | memoryview) -> list[bytes | memoryview]:
+    return [_RECORD.pack(kind, sum(len(p) for p in payload)), *payload]
 
 
 def _records(view: memoryview, start: int) -> Iterator[tuple[bytes, int, memoryview]]:
@@ -237,7 +335,12 @@ def _object_json(obj: BundleObject) -> dict[str, Any]:
     }
 
 
-def _object_rows(sql: queries.SQL, object_ids: list[bytes]) -> list[BundleObject]:
+def object_rows(sql: queries.SQL, object_ids: list[bytes]) -> list[BundleObject]:
+    """Each object's row and chunk layout (`BundleObject`), in the order of ``object_ids``.
+
+    Raises:
+        StoreDamaged: the store lacks one of them.
+    """
     rows: dict[bytes, Any] = {}
     layouts: dict[bytes, list[tuple[int, int, bytes, int]]] = {}
     for batch in queries.batches(object_ids):
@@ -252,7 +355,7 @@ def _object_rows(sql: queries.SQL, object_ids: list[bytes]) -> list[BundleObject
                 (r.part, r.seq, bytes(r.chunk_id), r.raw_size))
     missing = [oid.hex() for oid in object_ids if oid not in rows]
     if missing:
-        raise BadBundle(f"the store lacks object {missing[0][:16]}: run `stashdb verify`")
+        raise StoreDamaged(f"it lacks object {missing[0][:16]}")
     return [
         BundleObject(oid, rows[oid].pickler, rows[oid].parts, rows[oid].raw_size,
                      rows[oid].stored_size, tuple(layouts.get(oid, ())))
@@ -353,9 +456,13 @@ def _check(bundle: Bundle, times: list[float]) -> None:
         if chunking.layout_id(obj.pickler, sizes, parts) != obj.id:
             raise BadBundle(f"object {obj.id.hex()[:16]} is not what its id says")
     have_chunks = {cid for cid, *_ in bundle.chunks}
+    history = bundle.kind == "history"
     for obj in bundle.objects:
         for _, _, cid, _ in obj.layout:
             if cid not in have_chunks:
+                if history:  # its base has it (checked where it is imported)
+                    bundle.needs_chunks.add(cid)
+                    continue
                 raise BadBundle(f"chunk {cid.hex()[:16]} of object {obj.id.hex()[:16]} is missing")
     have_objects = {o.id for o in bundle.objects}
     for commit, stored_time in zip(bundle.commits, times):
@@ -365,6 +472,9 @@ def _check(bundle: Bundle, times: list[float]) -> None:
             raise BadBundle(f"commit {commit.id[:16]} is not what its id says")
         for entry in commit.entries:
             if entry.object_id and bytes.fromhex(entry.object_id) not in have_objects:
+                if history:
+                    bundle.needs_objects.add(bytes.fromhex(entry.object_id))
+                    continue
                 raise BadBundle(f"object of {entry.name!r} is missing")
 
 

@@ -227,6 +227,100 @@ class CommitWriter:
                 raise _LostRace  # rolls the whole commit back; the caller retries
         return made
 
+    def put_commits(
+        self,
+        commits: Sequence[tuple[Commit, float]],
+        signatures: dict[str, tuple[str, bytes]],
+    ) -> int:
+        """Add commits made elsewhere, as they are (same ids and times); return how many were new.
+
+        ``commits`` are ``(commit, stored time)``, parents before children, each
+        checked by the caller against its id and with every object it reaches
+        in the store already. Commits the store has are skipped. One
+        transaction: all of them land, or none.
+        """
+        if not commits:
+            return 0
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            have: set[str] = set()
+            ids = [c.id for c, _ in commits]
+            for batch in queries.batches(ids):
+                cond, params = queries.in_list("id", batch)
+                have.update(r.id for r in sql.rows(f"SELECT id FROM commits WHERE {cond}", params))
+            new = [(c, t) for c, t in commits if c.id not in have]
+            if not new:
+                return 0
+            conn.execute(schema.commits.insert(), [_commit_row(c, t, self.sealer) for c, t in new])
+            parents = [{"commit_id": c.id, "position": i, "parent_id": parent}
+                       for c, _ in new for i, parent in enumerate(c.parents)]
+            if parents:
+                conn.execute(schema.commit_parents.insert(), parents)
+            rows = [{"commit_id": c.id, **entry_row(e, self.sealer)}
+                    for c, _ in new for e in c.entries]
+            for start in range(0, len(rows), 5000):
+                conn.execute(schema.entries.insert(), rows[start : start + 5000])
+            signed = [
+                {"commit_id": c.id, "key_id": signatures[c.id][0],
+                 "signature": signatures[c.id][1], "signed": time.time()}
+                for c, _ in new if c.id in signatures
+            ]
+            if signed:
+                conn.execute(schema.signatures.insert(), signed)
+        return len(new)
+
+    def move_ref(self, name: str, kind: str, old: str | None, new: str) -> bool:
+        """Point ref ``name`` at ``new`` if it still points at ``old`` (None: it must not exist).
+
+        A compare-and-swap: of two writers moving one ref from the same place,
+        exactly one succeeds; the other gets False and is told.
+
+        Raises:
+            InvalidRefName: the name cannot be a ref. RevisionNotFound: no commit ``new``.
+        """
+        check_name(name)
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            queries.resolve(sql, new)  # the commit is here (raises if not)
+            existing = queries.find_ref(sql, name)
+            if existing is not None and existing.kind != kind:
+                return False
+            if old is None:
+                if existing is not None:
+                    return False
+                conn.execute(schema.refs.insert().values(
+                    name=name, kind=kind, commit_id=new, message=None, time=time.time()))
+                return True
+            result = conn.execute(
+                update(schema.refs)
+                .where(schema.refs.c.name == name, schema.refs.c.kind == kind,
+                       schema.refs.c.commit_id == old)
+                .values(commit_id=new, time=time.time())
+            )
+            return bool(result.rowcount == 1)
+
+    def set_tracking_ref(self, name: str, commit_id: str | None) -> None:
+        """Point remote-tracking ref ``name`` (``origin/main``) at a commit; None deletes it.
+
+        Raises:
+            RefExists: a branch or tag has that name.
+        """
+        with self._database.write() as conn:
+            sql = EngineSQL(conn)
+            existing = queries.find_ref(sql, name)
+            if existing is not None and existing.kind != "remote":
+                raise RefExists(existing.kind, name, existing.commit_id)
+            conn.execute(schema.refs.delete().where(schema.refs.c.name == name))
+            if commit_id is not None:
+                conn.execute(schema.refs.insert().values(
+                    name=name, kind="remote", commit_id=commit_id, message=None,
+                    time=time.time()))
+
+    def delete_notes(self, prefix: str) -> None:
+        """Remove every setting whose key starts with ``prefix`` (a remote's, say)."""
+        with self._database.write() as conn:
+            conn.execute(schema.meta.delete().where(schema.meta.c.key.startswith(prefix)))
+
     def write_signature(self, conn: Connection, commit: Commit, key_id: str, sig: bytes) -> None:
         """Record ``commit``'s signature (replacing one it had: `stashdb keys sign`)."""
         table = schema.signatures
@@ -338,6 +432,21 @@ class CommitWriter:
             conn.execute(
                 update(schema.meta).where(schema.meta.c.key == "HEAD").values(value=branch)
             )
+
+
+def _commit_row(commit: Commit, stored_time: float, sealer: Plain) -> dict[str, Any]:
+    """The ``commits`` row of a commit made elsewhere (its stored time, exactly)."""
+    entries = commit.entries
+    return {
+        "id": commit.id, "time": stored_time, "message": sealer.seal_text(commit.message),
+        "branch": commit.branch, "workspace": commit.workspace, "user": commit.user,
+        "host": commit.host, "python": commit.python, "dill": commit.dill,
+        "packages": json.dumps(dict(sorted(commit.packages.items()))),
+        "stored": sum(e.status == "stored" for e in entries),
+        "reused": sum(e.status == "reused" for e in entries),
+        "skipped": sum(e.status == "skipped" for e in entries),
+        "chunks_written": commit.chunks_written, "bytes_written": commit.bytes_written,
+    }
 
 
 def _branch_tip(sql: queries.SQL, branch: str) -> str | None:

@@ -16,3 +16,7 @@ SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 #: Seconds a writer waits while another process holds the store's write lock,
 #: before `StoreLocked` (``stashdb.open(..., lock_timeout=…)`` changes it).
 DEFAULT_LOCK_TIMEOUT = 300.0
+
+#: The setting a lazy clone keeps: the remote whose data it has not all copied yet
+#: (its commits reach objects it lacks; `verify` counts them as not fetched).
+LAZY_NOTE = "lazy_remote"

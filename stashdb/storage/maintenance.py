@@ -22,6 +22,7 @@ from stashdb.storage import graph, queries, schema
 from stashdb.storage.chunking import verify_chunk
 from stashdb.storage.engine import Database
 from stashdb.storage.engine_driver import EngineSQL
+from stashdb.storage.format import LAZY_NOTE
 from stashdb.storage.reader import Reader
 
 __all__ = [
@@ -72,6 +73,8 @@ class VerifyReport:
     chunks: int = 0
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    #: A lazy clone's objects whose data is not fetched yet (not a problem).
+    unfetched: int = 0
     #: With ``verify(repair=True)``: what was dropped.
     repaired: RepairReport | None = None
 
@@ -85,6 +88,9 @@ class VerifyReport:
             f"checked {self.refs} refs, {self.commits} commits, {self.objects} objects, "
             f"{self.chunks} chunks ({self.bytes:,} bytes)"
         )
+        if self.unfetched:
+            head += (f"\n{self.unfetched} objects not fetched yet (a lazy clone: they come "
+                     "when checked out, or all at once with a fetch of all data)")
         if self.ok:
             return f"{head}\nok: everything is sound"
         count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}:"
@@ -134,7 +140,8 @@ def verify(reader: Reader) -> VerifyReport:
         _check_rows(sql, reachable, report)
         users = _objects_of(sql, reachable)
         report.objects = len(users)
-        chunk_users = _chunks_of(sql, users, report)
+        lazy = bool(queries.notes(sql, LAZY_NOTE))
+        chunk_users = _chunks_of(sql, users, report, lazy=lazy)
         report.chunks = len(chunk_users)
         _check_chunks(sql, chunk_users, users, report)
     return report
@@ -207,7 +214,8 @@ def _objects_of(sql: queries.SQL, commits: list[str]) -> dict[bytes, list[tuple[
 
 
 def _chunks_of(
-    sql: queries.SQL, users: dict[bytes, list[tuple[str, str]]], report: VerifyReport
+    sql: queries.SQL, users: dict[bytes, list[tuple[str, str]]], report: VerifyReport,
+    *, lazy: bool = False,
 ) -> dict[bytes, set[bytes]]:
     """``{chunk id: objects using it}``; objects that are missing go in the report."""
     known_objects: set[bytes] = set()
@@ -223,7 +231,9 @@ def _chunks_of(
             else:  # a layout row no stashdb writes: the chunk it names is missing
                 chunk_users.setdefault(b"\0" * 16, set()).add(bytes(r.object_id))
     for object_id, where in users.items():
-        if object_id not in known_objects:
+        if object_id not in known_objects and lazy:
+            report.unfetched += 1
+        elif object_id not in known_objects:
             report.problems.append(
                 Problem("missing object", object_id.hex(), "no such object", tuple(where))
             )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Table, bindparam, update
 
-from stashdb.errors import InvalidArguments
+from stashdb.errors import InvalidArguments, StoreDamaged
 from stashdb.storage import chunking, schema
 from stashdb.storage.chunking import CODEC_RAW, CODEC_ZSTD
 from stashdb.storage.engine import Database
@@ -290,7 +290,8 @@ class ObjectWriter:
         Args:
             objects: the objects, each with its chunk layout.
             chunks: ``{chunk id: (codec, raw size, stored bytes, digest)}``, checked by the
-                caller.
+                caller; chunks the store has may be left out (a transfer sends only
+                what the store lacks). Their digests are the store's own.
 
         Returns:
             Chunks and bytes written, and the ids of the objects added.
@@ -310,6 +311,11 @@ class ObjectWriter:
                     {"object_id": obj.id, "part": part, "seq": seq, "chunk_id": cid,
                      "raw_size": size}
                 )
+                if cid not in chunks:
+                    if cid not in existing:
+                        raise StoreDamaged(f"chunk {cid.hex()[:16]} of object {obj.id.hex()[:16]} "
+                                           "was not sent, and this store lacks it")
+                    continue
                 codec, raw_size, data, digest = chunks[cid]
                 self._digests[cid] = digest
                 if cid in self._undigested:
@@ -326,16 +332,22 @@ class ObjectWriter:
                 new_chunks += 1
                 if self._pending.nbytes >= _FLUSH_BYTES:
                     self._flush_chunks()
-            digest = chunking.object_digest(obj.pickler, [
-                (part, seq, size, self._digests[cid]) for part, seq, cid, size in obj.layout
+            digests = [self._digests.get(cid) or self._claimed.get(cid)
+                       for _, _, cid, _ in obj.layout]
+            # A chunk from before revision 0005 has no digest yet: nor has its object
+            # (NULL, as then; filled when a commit meets it again).
+            whole: bytes | None = None if None in digests else chunking.object_digest(obj.pickler, [
+                (part, seq, size, chunk_digest)
+                for (part, seq, _, size), chunk_digest in zip(obj.layout, digests)
+                if chunk_digest is not None
             ])
             self._pending.objects.append(
                 {"id": obj.id, "pickler": obj.pickler, "parts": obj.parts,
                  "raw_size": obj.raw_size, "stored_size": obj.stored_size,
-                 "created": time.time(), "digest": digest}
+                 "created": time.time(), "digest": whole}
             )
-            self._pending.stored_sizes[obj.id] = (obj.stored_size, digest)
-            known[obj.id] = (obj.stored_size, digest)
+            self._pending.stored_sizes[obj.id] = (obj.stored_size, whole)
+            known[obj.id] = (obj.stored_size, whole)
         return new_chunks, written, {o.id for o in wanted}
 
     def flush(self) -> None:

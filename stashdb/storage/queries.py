@@ -483,6 +483,32 @@ def damaged(sql: SQL) -> tuple[set[bytes], set[bytes]]:
     return chunks, objects
 
 
+def objects_of_commits(sql: SQL, commit_ids: Sequence[str]) -> set[bytes]:
+    """The ids of the objects the manifests of ``commit_ids`` name."""
+    found: set[bytes] = set()
+    for batch in batches(list(commit_ids)):
+        cond, params = in_list("commit_id", batch)
+        found.update(bytes(r.object_id) for r in sql.rows(
+            f"SELECT DISTINCT object_id FROM entries WHERE {cond} AND object_id IS NOT NULL",
+            params))
+    return found
+
+
+def referenced_objects(sql: SQL) -> set[bytes]:
+    """The ids of the objects any manifest names."""
+    return {bytes(r.object_id) for r in sql.rows(
+        "SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL")}
+
+
+def commit_ids_in(sql: SQL, ids: Sequence[str]) -> set[str]:
+    """The ids among ``ids`` of commits the store has."""
+    found: set[str] = set()
+    for batch in batches(list(ids)):
+        cond, params = in_list("id", batch)
+        found.update(r.id for r in sql.rows(f"SELECT id FROM commits WHERE {cond}", params))
+    return found
+
+
 def incomplete_objects(sql: SQL, object_ids: Iterable[bytes]) -> set[bytes]:
     """The objects among ``object_ids`` that are missing, or miss one of their chunks."""
     incomplete: set[bytes] = set()
