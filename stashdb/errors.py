@@ -7,6 +7,9 @@ imports nothing, so that ``except stashdb.RevisionNotFound`` costs no import
 of SQLAlchemy, dill or numpy (tests/test_errors.py).
 """
 
+# long: one short class per error a user can meet, each with its message; splitting
+# them would make `except stashdb.X` hunt across modules (docs/architecture.md).
+
 from __future__ import annotations
 
 __all__ = [

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from stashdb.errors import (
     BadBundle,
@@ -37,7 +37,9 @@ from stashdb.storage import graph, queries
 from stashdb.storage.format import LAZY_NOTE
 from stashdb.storage.refs import check_name
 from stashdb.storage.store import Store
-from stashdb.storage.transfer import Progress
+
+if TYPE_CHECKING:  # transfer imports SQLAlchemy: a restore from a full SQLite store never does
+    from stashdb.storage.transfer import Progress
 
 __all__ = [
     "LAZY_NOTE", "Remote", "add_remote", "clone_into", "ensure_objects", "export", "fetch",
@@ -339,8 +341,8 @@ def push(
                     "fetch and pull its commits first, or force the push to drop them"
                     if kind == "branch" else "it is a tag: force the push to move it")
             plans.append((ref_name, kind, old, tip))
-        ensure_history(store, [tip for *_, tip in plans])
         missing = transfer.missing_commits(store, other, [tip for *_, tip in plans])
+        ensure_history(store, missing)
         report = transfer.send(store, other, missing, progress=progress)
         for ref_name, kind, old, tip in plans:
             report.refs.append(_move_there(other, found.name, ref_name, kind, old, tip, force))
@@ -543,11 +545,10 @@ def ensure_objects(store: Store, object_ids: Sequence[bytes]) -> None:
         other.close()
 
 
-def ensure_history(store: Store, tips: Sequence[str]) -> None:
-    """Before a lazy clone sends history on, fetch the data it lacks of what ``tips`` reach."""
+def ensure_history(store: Store, commit_ids: Sequence[str]) -> None:
+    """Before a lazy clone sends ``commit_ids`` on, fetch the data of theirs it lacks."""
     if lazy_remote(store) is None:
         return
     with store.reader.transaction() as sql:
-        reached = graph.reachable(queries.edges(sql), list(tips))
-        objects = queries.objects_of_commits(sql, reached)
+        objects = queries.objects_of_commits(sql, commit_ids)
     ensure_objects(store, sorted(objects))

@@ -377,9 +377,12 @@ class Repo:
         Raises:
             StoreDamaged: an object is missing (damage): `verify` says more.
         """
+        from stashdb.remotes import ensure_objects
         from stashdb.storage.commits import ObjectsCollected
 
         made = tuple(_as_reused(entries))
+        # A lazy clone fetches the objects it reuses that are not here yet.
+        ensure_objects(self.storage, [bytes.fromhex(e.object_id) for e in made if e.object_id])
 
         def write() -> Commit:
             try:

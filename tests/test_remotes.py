@@ -266,8 +266,11 @@ def test_a_pull_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> None:
     assert local.verify().ok and remote.verify().ok
     assert local.show("main").message == "base"  # the branch did not move to a partial history
     assert local.at("mine")["y"] == 2
+    landed = _count(local, "chunks")
     done = local.pull()
-    assert 0 < done.chunks < _count(local, "chunks") - before
+    assert done.commits == 4  # the branch moved only now: the commits landed only now
+    assert done.chunks == _count(local, "chunks") - landed  # only what was still missing
+    assert landed > before
     assert local.resolve("main") == remote.resolve("main")
     assert local.verify().ok
 
@@ -352,3 +355,53 @@ def test_remote_names_are_checked(tmp_path: Path) -> None:
         local.push("self")
     local.remove_remote("origin")
     assert [r.name for r in local.remotes()] == ["self"]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stashdb", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_command_line_clones_pushes_and_pulls(tmp_path: Path) -> None:
+    origin = stashdb.init(tmp_path / "origin")
+    origin.commit("base", namespace={"x": 1})
+    origin.close()
+    done = _cli("clone", str(tmp_path / "origin"), "copy", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "cloned into" in done.stdout
+    copy = tmp_path / "copy"
+    listed = _cli("remote", "list", cwd=copy)
+    assert listed.stdout.startswith("origin\tsqlite:///")
+    stashdb.open(copy).commit("mine", namespace={"x": 2})
+    stashdb.close_all()
+    pushed = _cli("push", cwd=copy)
+    assert pushed.returncode == 0 and "main:" in pushed.stdout, pushed.stderr
+    logged = _cli("log", "--all", cwd=copy)
+    assert "origin/main" in logged.stdout
+    # `stashdb log PATH` shows that store's history.
+    there = _cli("log", str(tmp_path / "origin"), cwd=tmp_path)
+    assert "mine" in there.stdout and "base" in there.stdout, there.stderr
+    other = stashdb.open(tmp_path / "origin")
+    other.commit("theirs", namespace={"x": 3})
+    stashdb.close_all()
+    stashdb.open(copy).commit("diverged", namespace={"x": 4})
+    stashdb.close_all()
+    refused = _cli("push", cwd=copy)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "stashdb pull" in refused.stderr
+    refused = _cli("pull", cwd=copy)
+    assert refused.returncode == 1 and "origin/main" in refused.stderr
+    bad = _cli("push", "nowhere", cwd=copy)
+    assert bad.returncode == 1 and "no remote 'nowhere'" in bad.stderr
+    bad = _cli("remote", "add", "x", str(tmp_path / "missing"), cwd=copy)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+
+
+def test_a_lazy_clone_commits_a_manifest_it_has_no_data_for(tmp_path: Path) -> None:
+    origin = stashdb.init(tmp_path / "origin")
+    origin.commit("one", namespace={"x": [1, 2, 3], "y": "why"})
+    lazy, _ = stashdb.clone(origin.url, tmp_path / "lazy", lazy=True)
+    head = lazy.show("HEAD")
+    made = lazy.commit_manifest(head.entries, branch="again", message="same state", like=head)
+    assert lazy.at(made.id)["x"] == [1, 2, 3]
+    assert lazy.verify().ok

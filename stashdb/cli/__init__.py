@@ -3,10 +3,21 @@
 `app` holds the shared options and the error boundary; the commands live in
 `snapshots` (init, commit, checkout), `browse` (log, show, diff, history,
 status, du), `refs` (tag, branch, reset), `upkeep` (verify, gc, prune, migrate) and
-`sessions` (session list|show|log|resume, repl; the REPL itself is `repl`).
+`sessions` (session list|show|log|resume, repl; the REPL itself is `repl`),
+`keys` (keys …), `sharing` (export, import, remote, clone, push, fetch, pull)
+and `migrate` (import-dill).
 """
 
-from stashdb.cli import browse, keys, refs, sessions, snapshots, upkeep  # noqa: F401 (add commands)
+from stashdb.cli import (  # noqa: F401 (importing them adds their commands)
+    browse,
+    keys,
+    migrate,
+    refs,
+    sessions,
+    sharing,
+    snapshots,
+    upkeep,
+)
 from stashdb.cli.app import app, main
 
 __all__ = ["app", "main"]

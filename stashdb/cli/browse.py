@@ -40,6 +40,8 @@ def log(
 
     Example: stashdb log cleaned..HEAD -n 10
     """
+    if revs is not None and store is None and _names_a_store(revs):
+        store, revs = revs, None  # `stashdb log analysis.db`: that store's history
     repo = open_store(store)
     commits = repo.log(revs, branch=branch, limit=n, all=all_refs)
     counts = repo.change_counts(commits)
@@ -58,6 +60,14 @@ def log(
     for ref in [*repo.branches(), *repo.remote_refs()]:
         tips.setdefault(ref.commit_id, []).append(ref.name)
     out.print(render.log_table(commits, counts, tips, graph=graph, signers=signers))
+
+
+def _names_a_store(text: str) -> bool:
+    """Whether ``text`` is a path to a store (a file, or a directory with .stashdb/)."""
+    from pathlib import Path
+
+    path = Path(text)
+    return path.is_file() or (path / ".stashdb").is_dir()
 
 
 def _no_commits_here(repo: stashdb.Repo, branch: str | None, all_refs: bool) -> str:

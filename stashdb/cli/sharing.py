@@ -89,21 +89,27 @@ def remote_remove(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The remote to forget.")],
     store: Store = None,
 ) -> None:
-    """Forget a remote and its remote-tracking refs (the commits stay)."""
+    """Forget a remote and its remote-tracking refs (the commits stay).
+
+    Example: stashdb remote remove team
+    """
     gone = open_store(store).remove_remote(name)
     out.print(f"removed remote {safe(gone.name)}")
 
 
 @remote_app.command("list")
 def remote_list(store: Store = None, as_json: Json = False) -> None:
-    """List remotes and their URLs (passwords hidden)."""
+    """List remotes and their URLs (passwords hidden).
+
+    Example: stashdb remote list
+    """
     found = open_store(store).remotes()
     if as_json:
         print_json([{"name": r.name, "url": _shown(r.url)} for r in found])
     elif not found:
         out.print("no remotes")
     for r in [] if as_json else found:
-        out.print(f"{safe(r.name)}\t{safe(_shown(r.url))}")
+        typer.echo(f"{r.name}\t{_shown(r.url)}")  # one line each, never wrapped
 
 
 def _shown(url: str) -> str:
