@@ -152,6 +152,7 @@ def export(store: Store, revs: Sequence[str], path: str | os.PathLike[str]) -> T
     have = set(graph.reachable(parents, base))
     commits = [c for c in graph.reachable(parents, tips) if c not in have]
     ordered = parents_first(set(commits), parents)
+    ensure_history(store, None, ordered)  # a lazy clone: the data goes in the file too
     # The base is what the commits' parents outside the bundle are (a store must have them).
     needed = sorted({p for c in ordered for p in parents.get(c, ()) if p in have})
     target = Path(path)
@@ -221,15 +222,21 @@ def import_bundle(store: Store, path: str | os.PathLike[str]) -> Transfer:
             have = queries.commit_ids_in(sql, bundle.base)
             lacking = [c for c in bundle.base if c not in have]
             objects = queries.incomplete_objects(sql, bundle.needs_objects)
-            have_chunks = {cid for cid in bundle.needs_chunks
-                           if cid in set(queries.chunk_facts(sql, bundle.needs_chunks))}
+            have_chunks = set(queries.chunk_facts(sql, bundle.needs_chunks))
+            known = queries.commit_ids_in(sql, sorted(
+                {p for c in bundle.commits for p in c.parents}))
         if lacking or objects or bundle.needs_chunks - have_chunks:
             raise TransferRefused(
                 f"the bundle builds on {len(lacking) or 'data of'} commits this store lacks"
                 f"{' (' + lacking[0][:12] + ' …)' if lacking else ''}: import the bundle "
                 "they are in first, or export it whole (no A..B)")
+        held = {c.id for c in bundle.commits}
         for commit in bundle.commits:
             check_commit_id(commit, bundle.times[commit.id])
+            orphan = [p for p in commit.parents if p not in held and p not in known]
+            if orphan:
+                raise BadBundle(f"commit {commit.id[:12]} has a parent {orphan[0][:12]} that "
+                                "neither the bundle nor this store holds")
         chunks = {cid: (codec, raw, data, bundle.digests[cid])
                   for cid, codec, raw, data in bundle.chunks}
         writer = store.object_writer()
@@ -342,7 +349,7 @@ def push(
                     if kind == "branch" else "it is a tag: force the push to move it")
             plans.append((ref_name, kind, old, tip))
         missing = transfer.missing_commits(store, other, [tip for *_, tip in plans])
-        ensure_history(store, missing)
+        ensure_history(store, other, missing)
         report = transfer.send(store, other, missing, progress=progress)
         for ref_name, kind, old, tip in plans:
             report.refs.append(_move_there(other, found.name, ref_name, kind, old, tip, force))
@@ -396,6 +403,10 @@ def fetch(
     try:
         transfer.check_pair(other, store)
         lazy = lazy_remote(store) == found.name and not all_data
+        if not lazy and lazy_remote(other) is not None:
+            raise TransferRefused(
+                f"{found.name} is a lazy clone: it lacks data its commits name; fetch from the "
+                "store it was cloned from (or lazily)")
         theirs = [r for r in other.reader.list_refs() if r.kind in ("branch", "tag")]
         if refs:
             named = {r.name: r for r in theirs}
@@ -498,17 +509,19 @@ def clone_into(store: Store, url: str, *, lazy: bool = False,
     add_remote(store, "origin", url)
     if lazy:
         store.commits.set_note(LAZY_NOTE, "origin")
-    report = fetch(store, "origin", progress=progress)
     other = _open(url)
     try:
         head = other.reader.head()
-        branches = other.reader.list_refs("branch")
     finally:
         other.close()
-    for ref in branches:
-        report.refs.append(_take_ref(store, ref.name, "branch", ref.commit_id))
-    if any(r.name == head for r in branches):
-        store.commits.set_head(head)
+    report = fetch(store, "origin", progress=progress)
+    # The branches as this fetch saw them (a push landing meanwhile is not here yet).
+    for ref in store.reader.list_refs("remote"):
+        if ref.name.startswith("origin/"):
+            name = ref.name[len("origin/"):]
+            report.refs.append(_take_ref(store, name, "branch", ref.commit_id))
+            if name == head:
+                store.commits.set_head(head)
     return report
 
 
@@ -545,10 +558,19 @@ def ensure_objects(store: Store, object_ids: Sequence[bytes]) -> None:
         other.close()
 
 
-def ensure_history(store: Store, commit_ids: Sequence[str]) -> None:
-    """Before a lazy clone sends ``commit_ids`` on, fetch the data of theirs it lacks."""
+def ensure_history(store: Store, target: Store | None, commit_ids: Sequence[str]) -> None:
+    """Before a lazy clone sends ``commit_ids`` on, fetch what of their data it lacks.
+
+    Only what ``target`` (the receiver; None: a file) lacks too: an unchanged
+    value the receiver has is not fetched just to be skipped.
+    """
     if lazy_remote(store) is None:
         return
     with store.reader.transaction() as sql:
-        objects = queries.objects_of_commits(sql, commit_ids)
-    ensure_objects(store, sorted(objects))
+        objects = sorted(queries.objects_of_commits(sql, commit_ids))
+    if target is not None:
+        with target.reader.transaction() as sql:
+            have = set(queries.object_facts(sql, objects))
+            have -= queries.incomplete_objects(sql, have)
+        objects = [oid for oid in objects if oid not in have]
+    ensure_objects(store, objects)

@@ -141,3 +141,51 @@ def test_the_command_line_exports_and_imports(tmp_path: Path) -> None:
     bad = _cli("export", "nosuch", "-o", str(tmp_path / "y.bundle"), "--store",
                str(tmp_path / "source"), cwd=tmp_path)
     assert bad.returncode == 1 and not (tmp_path / "y.bundle").exists()
+
+
+def test_a_layout_numbered_out_of_order_is_refused(tmp_path: Path) -> None:
+    from test_session_edges import _edit_json, _forge, _records
+
+    source = stashdb.init(tmp_path / "source")
+    source.commit("big", namespace={"arr": np.random.default_rng(0).random(1_500_000)})
+    source.export("main", tmp_path / "main.bundle")
+    records = _records((tmp_path / "main.bundle").read_bytes())
+
+    def rows_of_a_long_part(objects: list[Any]) -> list[Any]:
+        layout = max(objects, key=lambda o: len(o["layout"]))["layout"]
+        part = max({r[0] for r in layout}, key=lambda p: sum(r[0] == p for r in layout))
+        return [row for row in layout if row[0] == part]
+
+    def swap_seqs(objects: list[Any]) -> None:
+        first, second = rows_of_a_long_part(objects)[:2]
+        first[1], second[1] = second[1], first[1]  # same chunks listed, read in another order
+
+    def repeat_seq(objects: list[Any]) -> None:
+        first, second = rows_of_a_long_part(objects)[:2]
+        second[1] = first[1]
+
+    for change in (swap_seqs, repeat_seq):
+        (tmp_path / "bad.bundle").write_bytes(_forge(_edit_json(records, b"O", change)))
+        other = stashdb.init(tmp_path / f"other-{change.__name__}")
+        with pytest.raises(stashdb.BadBundle, match=r"out of order|not what its id says"):
+            other.import_bundle(tmp_path / "bad.bundle")
+        assert _count(other, "objects") == 0
+
+
+def test_a_commit_whose_parent_is_nowhere_is_refused(tmp_path: Path) -> None:
+    from test_session_edges import _edit_json, _forge, _records
+
+    source = stashdb.init(tmp_path / "source")
+    _three(source)
+    source.export("v1..main", tmp_path / "delta.bundle")
+    records = _records((tmp_path / "delta.bundle").read_bytes())
+
+    def no_base(header: dict[str, Any]) -> None:
+        header["base"] = []
+        header["refs"] = [r for r in header["refs"] if r[2] in {c["id"] for c in header["commits"]}]
+
+    (tmp_path / "bad.bundle").write_bytes(_forge(_edit_json(records, b"H", no_base)))
+    other = stashdb.init(tmp_path / "other")
+    with pytest.raises((stashdb.BadBundle, stashdb.TransferRefused)):
+        other.import_bundle(tmp_path / "bad.bundle")
+    assert other.log(all=True) == []

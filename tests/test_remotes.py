@@ -405,3 +405,37 @@ def test_a_lazy_clone_commits_a_manifest_it_has_no_data_for(tmp_path: Path) -> N
     made = lazy.commit_manifest(head.entries, branch="again", message="same state", like=head)
     assert lazy.at(made.id)["x"] == [1, 2, 3]
     assert lazy.verify().ok
+
+
+def test_a_sender_whose_rows_lie_is_refused(tmp_path: Path) -> None:
+    local = stashdb.init(tmp_path / "local")
+    local.commit("two", namespace={"x": list(range(1000)), "y": "other value"})
+    remote = stashdb.init(tmp_path / "remote")
+    local.add_remote("origin", remote.url)
+    with raw_connection(local) as conn:  # x's layout now names y's chunk
+        rows = conn.exec_driver_sql("SELECT object_id, chunk_id FROM object_chunks").fetchall()
+        conn.exec_driver_sql("UPDATE object_chunks SET chunk_id = ? WHERE object_id = ?",
+                             (rows[1][1], rows[0][0]))
+        conn.commit()
+    with pytest.raises(stashdb.StoreDamaged, match="sending store"):
+        local.push()
+    assert remote.branches() == [] and _count(remote, "objects") == 0
+
+
+def test_a_lazy_clone_pushes_without_fetching_what_the_remote_has(tmp_path: Path) -> None:
+    origin = stashdb.init(tmp_path / "origin")
+    base = origin.commit("big", namespace={"big": np.random.default_rng(0).random(1_000_000),
+                                           "x": 1})
+    lazy, _ = stashdb.clone(origin.url, tmp_path / "lazy", lazy=True)
+    # Only x changed: "big" keeps its entry without being read (or fetched).
+    lazy.commit_changes(lazy.show("HEAD"), {"x"}, "x only", namespace={"x": 2, "big": None})
+    assert base.id in {c.id for c in lazy.log()}
+    before = _count(lazy, "chunks")
+    done = lazy.push()
+    assert done.commits == 1 and done.objects == 1
+    assert _count(lazy, "chunks") == before  # "big" stayed where it is
+    # Exporting a lazy clone fetches what the file needs.
+    lazy.export("main", tmp_path / "all.bundle")
+    copy = stashdb.init(tmp_path / "copy")
+    copy.import_bundle(tmp_path / "all.bundle")
+    assert np.array_equal(copy.at("main")["big"], origin.at(base.id)["big"])

@@ -34,7 +34,7 @@ from stashdb.storage.commits import commit_id_of, entry_row
 
 __all__ = [
     "MAGIC", "VERSION", "Bundle", "BundleObject", "BundleObjects", "export_history",
-    "object_rows", "read_bundle", "stored_times", "write_bundle",
+    "layout_problem", "object_rows", "read_bundle", "stored_times", "write_bundle",
 ]
 
 #: What every bundle starts with; then one byte: `VERSION`.
@@ -433,28 +433,41 @@ class _Row:
         self.__dict__.update(values)
 
 
+def layout_problem(obj: BundleObject, raw_sizes: dict[bytes, int]) -> str | None:
+    """What is wrong with an object's row and layout (None: its id is the id of its layout).
+
+    Rows as a reader puts them back together: each part's chunks in ``seq``
+    order, numbered 0, 1, … with none twice, so the order the id covers is the
+    order a restore reads. ``raw_sizes``: the true sizes of the chunks known.
+    """
+    name = obj.id.hex()[:16]
+    # Every part has at least one chunk: more parts than layout rows is a lie,
+    # and would allocate for nothing.
+    if not 1 <= obj.parts <= len(obj.layout):
+        return f"object {name} has {obj.parts} parts in {len(obj.layout)} chunks"
+    parts: list[list[bytes]] = [[] for _ in range(obj.parts)]
+    sizes = [0] * obj.parts
+    for part, seq, cid, size in sorted(obj.layout, key=lambda row: (row[0], row[1])):
+        if not 0 <= part < obj.parts:
+            return f"object {name} lists a part it does not have"
+        if seq != len(parts[part]):
+            return f"object {name} numbers the chunks of part {part} out of order"
+        if raw_sizes.get(cid, size) != size:
+            return f"object {name} gives chunk {cid.hex()[:16]} another size than the chunk has"
+        parts[part].append(cid)
+        sizes[part] += size
+    if chunking.layout_id(obj.pickler, sizes, parts) != obj.id:
+        return f"object {name} is not what its id says"
+    return None
+
+
 def _check(bundle: Bundle, times: list[float]) -> None:
     """Every id in the bundle is the id of what it names (no unpickling)."""
     raw_sizes = {cid: raw for cid, _, raw, _ in bundle.chunks}
     for obj in bundle.objects:
-        # Every part has at least one chunk: more parts than layout rows is a lie,
-        # and would allocate for nothing.
-        if not 1 <= obj.parts <= len(obj.layout):
-            raise BadBundle(f"object {obj.id.hex()[:16]} has {obj.parts} parts in "
-                            f"{len(obj.layout)} chunks")
-        for _, _, cid, size in obj.layout:
-            if raw_sizes.get(cid, size) != size:
-                raise BadBundle(f"object {obj.id.hex()[:16]} gives chunk {cid.hex()[:16]} "
-                                "another size than the chunk has")
-        parts: list[list[bytes]] = [[] for _ in range(obj.parts)]
-        sizes = [0] * obj.parts
-        for part, _seq, cid, size in obj.layout:
-            if not 0 <= part < obj.parts:
-                raise BadBundle(f"object {obj.id.hex()[:16]} lists a part it does not have")
-            parts[part].append(cid)
-            sizes[part] += size
-        if chunking.layout_id(obj.pickler, sizes, parts) != obj.id:
-            raise BadBundle(f"object {obj.id.hex()[:16]} is not what its id says")
+        why = layout_problem(obj, raw_sizes)
+        if why is not None:
+            raise BadBundle(why)
     have_chunks = {cid for cid, *_ in bundle.chunks}
     history = bundle.kind == "history"
     for obj in bundle.objects:

@@ -25,7 +25,7 @@ from typing import Any
 from stashdb.errors import StoreDamaged, TransferRefused
 from stashdb.model import Commit, Transfer
 from stashdb.storage import chunking, graph, queries
-from stashdb.storage.bundle import BundleObject, object_rows, stored_times
+from stashdb.storage.bundle import BundleObject, layout_problem, object_rows, stored_times
 from stashdb.storage.commits import commit_id_of
 from stashdb.storage.store import ENCRYPTION_NOTE, Store
 
@@ -115,8 +115,7 @@ def send_objects(
     """Add to ``target`` the objects among ``object_ids`` it lacks, with the chunks it lacks.
 
     Raises:
-        StoreDamaged: the sender lacks one of them, or holds a damaged chunk.
-        TransferRefused: the sender lacks them because it is a lazy clone.
+        StoreDamaged: the sender lacks one of them, or holds a damaged chunk or row.
     """
     sent = Transfer()
     ids = sorted(set(object_ids))
@@ -130,6 +129,10 @@ def send_objects(
         found = object_rows(sql, wanted)
         chunk_ids = sorted({cid for o in found for _, _, cid, _ in o.layout})
         sizes = {cid: size for cid, (size, _) in queries.chunk_facts(sql, chunk_ids).items()}
+    for obj in found:  # the sender's rows, checked as a bundle's are
+        why = layout_problem(obj, {})
+        if why is not None:
+            raise StoreDamaged(f"the sending store's {why}; run verify there")
     lacking = [cid for cid in chunk_ids if cid not in sizes]
     if lacking:
         raise StoreDamaged(f"the sending store lacks chunk {lacking[0].hex()[:16]} "
@@ -152,6 +155,11 @@ def send_objects(
             assert ahead is not None
             chunks = ahead.result()
             ahead = reader.submit(read, batches[i + 1][1]) if i + 1 < len(batches) else None
+            for obj in batch:
+                for _, _, cid, size in obj.layout:
+                    if cid in chunks and chunks[cid][1] != size:
+                        raise StoreDamaged(f"the sending store's object {obj.id.hex()[:16]} "
+                                           "gives a chunk another size than it has")
             count, written, _ = writer.put_stored(batch, chunks)
             writer.flush()
             sent.objects += len(batch)
