@@ -141,11 +141,11 @@ def export(store: Store, revs: Sequence[str], path: str | os.PathLike[str]) -> T
         InvalidArguments: no revs.
     """
     from stashdb.storage.bundle import export_history
-    from stashdb.storage.transfer import parents_first
+    from stashdb.storage.transfer import parents_first, refuse_encrypted
 
     if not revs:
         raise InvalidArguments("name what to export: a branch, a tag, a commit, or A..B")
-    _refuse_encrypted(store, "this store")
+    refuse_encrypted(store, "this store")
     tips, base, refs = _parse_revs(store, revs)
     with store.reader.transaction() as sql:
         parents = queries.edges(sql)
@@ -206,9 +206,8 @@ def import_bundle(store: Store, path: str | os.PathLike[str]) -> Transfer:
         TransferRefused: it builds on commits this store lacks, or the store is encrypted.
     """
     from stashdb.storage.bundle import read_bundle
-    from stashdb.storage.transfer import check_commit_id
-
-    _refuse_encrypted(store, "this store")
+    from stashdb.storage.transfer import refuse_encrypted
+    refuse_encrypted(store, "this store")
     file = Path(path)
     try:
         handle = file.open("rb")
@@ -219,20 +218,19 @@ def import_bundle(store: Store, path: str | os.PathLike[str]) -> Transfer:
         if bundle.kind != "history":
             raise BadBundle("it is a session's state, not a history: restore it in a session")
         with store.reader.transaction() as sql:
-            have = queries.commit_ids_in(sql, bundle.base)
+            have = queries.ids_in(sql, "commits", bundle.base)
             lacking = [c for c in bundle.base if c not in have]
             objects = queries.incomplete_objects(sql, bundle.needs_objects)
-            have_chunks = set(queries.chunk_facts(sql, bundle.needs_chunks))
-            known = queries.commit_ids_in(sql, sorted(
+            have_chunks = queries.ids_in(sql, "chunks", sorted(bundle.needs_chunks))
+            known = queries.ids_in(sql, "commits", sorted(
                 {p for c in bundle.commits for p in c.parents}))
         if lacking or objects or bundle.needs_chunks - have_chunks:
             raise TransferRefused(
                 f"the bundle builds on {len(lacking) or 'data of'} commits this store lacks"
                 f"{' (' + lacking[0][:12] + ' …)' if lacking else ''}: import the bundle "
                 "they are in first, or export it whole (no A..B)")
-        held = {c.id for c in bundle.commits}
+        held = {c.id for c in bundle.commits}  # each one's id checked as it was read
         for commit in bundle.commits:
-            check_commit_id(commit, bundle.times[commit.id])
             orphan = [p for p in commit.parents if p not in held and p not in known]
             if orphan:
                 raise BadBundle(f"commit {commit.id[:12]} has a parent {orphan[0][:12]} that "
@@ -294,15 +292,6 @@ def _descends(store: Store, commit_id: str, ancestor: str) -> bool:
     with store.reader.transaction() as sql:
         parents = queries.edges(sql)
     return ancestor in set(graph.reachable(parents, [commit_id]))
-
-
-def _refuse_encrypted(store: Store, which: str) -> None:
-    from stashdb.storage.store import ENCRYPTION_NOTE
-
-    if store.reader.notes(ENCRYPTION_NOTE):
-        raise TransferRefused(
-            f"{which} is encrypted: its ids and bytes are keyed and sealed under its own "
-            "key, so they cannot move to another store yet")
 
 
 # -- remotes -----------------------------------------------------------------------

@@ -30,7 +30,7 @@ import xxhash
 from stashdb.errors import BadBundle, StoreDamaged
 from stashdb.model import Commit, Entry
 from stashdb.storage import chunking, graph, queries
-from stashdb.storage.commits import commit_id_of, entry_row
+from stashdb.storage.commits import commit_id_holds, entry_row
 
 __all__ = [
     "MAGIC", "VERSION", "Bundle", "BundleObject", "BundleObjects", "export_history",
@@ -119,11 +119,8 @@ class BundleObjects:
 
 def write_bundle(sql: queries.SQL, commit_ids: list[str], *, kind: str = "state") -> bytes:
     """A bundle of ``commit_ids`` and everything their manifests reach, read through ``sql``."""
-    pieces: list[bytes | memoryview] = []
-    for piece in _encoded(sql, commit_ids, kind=kind):
-        pieces.append(piece)
     # Pieces joined once at the end: a 1 GB state is copied once, not once per chunk.
-    return b"".join(pieces)
+    return b"".join(list(_encoded(sql, commit_ids, kind=kind)))
 
 
 def export_history(
@@ -177,7 +174,7 @@ def _encoded(
         with_base = graph.reachable(queries.edges(sql), list(base))
         base_objects = queries.objects_of_commits(sql, with_base)
         object_ids -= base_objects
-        base_chunks = _chunk_ids_of(sql, sorted(base_objects))
+        base_chunks = queries.chunks_of_objects(sql, sorted(base_objects))
     objects = object_rows(sql, sorted(object_ids))
     signed = queries.signatures(sql, commit_ids)
     header: dict[str, Any] = {
@@ -204,15 +201,6 @@ def _encoded(
     for cid, codec, data in queries.iter_chunks(sql, chunk_ids):
         yield from hashed(*_record(_CHUNKS, _CHUNK.pack(cid, codec, raw_sizes[cid]), data))
     yield from _record(_END, digest.digest())
-
-
-def _chunk_ids_of(sql: queries.SQL, object_ids: Sequence[bytes]) -> set[bytes]:
-    found: set[bytes] = set()
-    for batch in queries.batches(list(object_ids)):
-        cond, params = queries.in_list("object_id", batch)
-        found.update(bytes(r.chunk_id) for r in sql.rows(
-            f"SELECT chunk_id FROM object_chunks WHERE {cond}", params))
-    return found
 
 
 def read_bundle(data: bytes | memoryview) -> Bundle:
@@ -279,14 +267,9 @@ def _refs_of(header: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[s
     ids = {c for _, _, c in refs}
     if any(k not in ("branch", "tag") for _, k, _ in refs):
         raise BadBundle("it holds a ref that is neither a branch nor a tag")
-    if not ids <= set(header_ids(header)) | set(base):
+    if not ids <= {str(c["id"]) for c in header["commits"]} | set(base):
         raise BadBundle("a ref points at a commit the bundle neither holds nor builds on")
     return refs, base
-
-
-def header_ids(header: dict[str, Any]) -> list[str]:
-    """The ids of the commits a bundle's header lists."""
-    return [str(c["id"]) for c in header["commits"]]
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -479,9 +462,7 @@ def _check(bundle: Bundle, times: list[float]) -> None:
                 raise BadBundle(f"chunk {cid.hex()[:16]} of object {obj.id.hex()[:16]} is missing")
     have_objects = {o.id for o in bundle.objects}
     for commit, stored_time in zip(bundle.commits, times):
-        made = commit_id_of(commit.parents, stored_time, commit.message, commit.branch,
-                            commit.entries)
-        if made != commit.id:
+        if not commit_id_holds(commit, stored_time):
             raise BadBundle(f"commit {commit.id[:16]} is not what its id says")
         for entry in commit.entries:
             if entry.object_id and bytes.fromhex(entry.object_id) not in have_objects:

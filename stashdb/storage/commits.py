@@ -26,7 +26,7 @@ from stashdb.storage.objects import ObjectWriter, insert_if_absent
 from stashdb.storage.refs import check_name
 from stashdb.storage.sealing import PLAIN, SEALED_COLUMNS, Plain
 
-__all__ = ["CommitWriter", "ObjectsCollected"]
+__all__ = ["CommitWriter", "ObjectsCollected", "commit_id_holds", "commit_id_of", "entry_row"]
 
 #: Compare-and-swap tries of a branch that other writers keep moving.
 _MAX_CAS_ATTEMPTS = 100
@@ -185,32 +185,7 @@ class CommitWriter:
                 parents = [head_tip] if head_tip else []
             now = time.time()
             commit_id = commit_id_of(parents, now, message, branch, entries, self.sealer)
-            conn.execute(
-                schema.commits.insert().values(
-                    id=commit_id, time=now, message=self.sealer.seal_text(message), branch=branch,
-                    workspace=origin.workspace, user=origin.user, host=origin.host,
-                    python=origin.python, dill=origin.dill,
-                    packages=json.dumps(dict(sorted(origin.packages.items()))),
-                    stored=sum(e.status == "stored" for e in entries),
-                    reused=sum(e.status == "reused" for e in entries),
-                    skipped=sum(e.status == "skipped" for e in entries),
-                    chunks_written=written[0], bytes_written=written[1],
-                )
-            )
-            if parents:
-                conn.execute(
-                    schema.commit_parents.insert(),
-                    [
-                        {"commit_id": commit_id, "position": i, "parent_id": parent}
-                        for i, parent in enumerate(parents)
-                    ],
-                )
-            if entries:
-                conn.execute(
-                    schema.entries.insert(),
-                    [{"commit_id": commit_id, **entry_row(e, self.sealer)} for e in entries],
-                )
-            # What was written, as a read would give it back (not read: a small commit
+            # What is written, as a read would give it back (not read: a small commit
             # is a few milliseconds, and reading it back cost 0.15 of them).
             made = Commit(
                 id=commit_id, message=message, parents=tuple(parents),
@@ -221,6 +196,7 @@ class CommitWriter:
                 chunks_written=written[0], bytes_written=written[1],
                 entries=tuple(sorted(entries, key=lambda e: e.name)),
             )
+            _insert_commits(conn, [(made, now)], self.sealer)
             if self.signer is not None:
                 self.write_signature(conn, made, *self.signer(made))
             if not _move_branch(conn, branch, tip, commit_id):
@@ -243,23 +219,11 @@ class CommitWriter:
             return 0
         with self._database.write() as conn:
             sql = EngineSQL(conn)
-            have: set[str] = set()
-            ids = [c.id for c, _ in commits]
-            for batch in queries.batches(ids):
-                cond, params = queries.in_list("id", batch)
-                have.update(r.id for r in sql.rows(f"SELECT id FROM commits WHERE {cond}", params))
+            have = queries.ids_in(sql, "commits", [c.id for c, _ in commits])
             new = [(c, t) for c, t in commits if c.id not in have]
             if not new:
                 return 0
-            conn.execute(schema.commits.insert(), [_commit_row(c, t, self.sealer) for c, t in new])
-            parents = [{"commit_id": c.id, "position": i, "parent_id": parent}
-                       for c, _ in new for i, parent in enumerate(c.parents)]
-            if parents:
-                conn.execute(schema.commit_parents.insert(), parents)
-            rows = [{"commit_id": c.id, **entry_row(e, self.sealer)}
-                    for c, _ in new for e in c.entries]
-            for start in range(0, len(rows), 5000):
-                conn.execute(schema.entries.insert(), rows[start : start + 5000])
+            _insert_commits(conn, new, self.sealer)
             signed = [
                 {"commit_id": c.id, "key_id": signatures[c.id][0],
                  "signature": signatures[c.id][1], "signed": time.time()}
@@ -434,8 +398,28 @@ class CommitWriter:
             )
 
 
+def commit_id_holds(commit: Commit, stored_time: float) -> bool:
+    """Whether ``commit``'s id is the id of its contents (one from a bundle or a sender)."""
+    made = commit_id_of(commit.parents, stored_time, commit.message, commit.branch, commit.entries)
+    return made == commit.id
+
+
+def _insert_commits(
+    conn: Connection, commits: Sequence[tuple[Commit, float]], sealer: Plain
+) -> None:
+    """Insert the rows of ``commits`` (``(commit, stored time)``): commit, parents, manifest."""
+    conn.execute(schema.commits.insert(), [_commit_row(c, t, sealer) for c, t in commits])
+    parents = [{"commit_id": c.id, "position": i, "parent_id": parent}
+               for c, _ in commits for i, parent in enumerate(c.parents)]
+    if parents:
+        conn.execute(schema.commit_parents.insert(), parents)
+    rows = [{"commit_id": c.id, **entry_row(e, sealer)} for c, _ in commits for e in c.entries]
+    for start in range(0, len(rows), 5000):
+        conn.execute(schema.entries.insert(), rows[start : start + 5000])
+
+
 def _commit_row(commit: Commit, stored_time: float, sealer: Plain) -> dict[str, Any]:
-    """The ``commits`` row of a commit made elsewhere (its stored time, exactly)."""
+    """The ``commits`` row of ``commit`` (its time as stored, exactly: its id covers it)."""
     entries = commit.entries
     return {
         "id": commit.id, "time": stored_time, "message": sealer.seal_text(commit.message),

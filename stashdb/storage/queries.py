@@ -500,12 +500,26 @@ def referenced_objects(sql: SQL) -> set[bytes]:
         "SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL")}
 
 
-def commit_ids_in(sql: SQL, ids: Sequence[str]) -> set[str]:
-    """The ids among ``ids`` of commits the store has."""
-    found: set[str] = set()
+def ids_in(sql: SQL, table: str, ids: Sequence[_T]) -> set[_T]:
+    """The ids among ``ids`` that ``table`` (commits, objects or chunks) holds, asked in batches.
+
+    Reads ids only, never a chunk's bytes: what a transfer asks the other side.
+    """
+    found: set[Any] = set()
     for batch in batches(list(ids)):
         cond, params = in_list("id", batch)
-        found.update(r.id for r in sql.rows(f"SELECT id FROM commits WHERE {cond}", params))
+        found.update(r.id if isinstance(r.id, str) else bytes(r.id)
+                     for r in sql.rows(f"SELECT id FROM {table} WHERE {cond}", params))
+    return found
+
+
+def chunks_of_objects(sql: SQL, object_ids: Sequence[bytes]) -> set[bytes]:
+    """The ids of the chunks the layouts of ``object_ids`` name."""
+    found: set[bytes] = set()
+    for batch in batches(list(object_ids)):
+        cond, params = in_list("object_id", batch)
+        found.update(bytes(r.chunk_id) for r in sql.rows(
+            f"SELECT chunk_id FROM object_chunks WHERE {cond}", params))
     return found
 
 

@@ -23,15 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from stashdb.errors import StoreDamaged, TransferRefused
-from stashdb.model import Commit, Transfer
+from stashdb.model import Transfer
 from stashdb.storage import chunking, graph, queries
 from stashdb.storage.bundle import BundleObject, layout_problem, object_rows, stored_times
-from stashdb.storage.commits import commit_id_of
+from stashdb.storage.commits import commit_id_holds
 from stashdb.storage.store import ENCRYPTION_NOTE, Store
 
 __all__ = [
-    "Progress", "check_commit_id", "check_pair", "missing_commits", "parents_first", "present",
-    "send", "send_objects",
+    "Progress", "check_pair", "missing_commits", "parents_first", "refuse_encrypted", "send",
+    "send_objects",
 ]
 
 #: ``(bytes done, bytes in all)``, called as chunks land.
@@ -49,13 +49,23 @@ def check_pair(source: Store, target: Store) -> None:
     Raises:
         TransferRefused: one of them is encrypted (its ids are keyed), or both are one store.
     """
-    if any(s.reader.notes(ENCRYPTION_NOTE) for s in (source, target)):
-        raise TransferRefused(
-            "an encrypted store's ids and bytes are keyed and sealed under its own key: "
-            "they cannot move to another store yet")
+    refuse_encrypted(source, "the sending store")
+    refuse_encrypted(target, "the receiving store")
     with source.reader.transaction() as a, target.reader.transaction() as b:
         if queries.notes(a, "store_id") == queries.notes(b, "store_id") != {}:
             raise TransferRefused("both are the same store")
+
+
+def refuse_encrypted(store: Store, which: str) -> None:
+    """Raise unless ``store`` is a plain one (read without its key: the setting says).
+
+    Raises:
+        TransferRefused: it is encrypted.
+    """
+    if store.reader.notes(ENCRYPTION_NOTE):
+        raise TransferRefused(
+            f"{which} is encrypted: its ids and bytes are keyed and sealed under its own "
+            "key, so they cannot move to another store yet")
 
 
 def missing_commits(source: Store, target: Store, tips: Iterable[str]) -> list[str]:
@@ -64,18 +74,9 @@ def missing_commits(source: Store, target: Store, tips: Iterable[str]) -> list[s
         parents = queries.edges(sql)
     reached = graph.reachable(parents, list(dict.fromkeys(tips)))
     with target.reader.transaction() as sql:
-        have = queries.commit_ids_in(sql, reached)
+        have = queries.ids_in(sql, "commits", reached)
     missing = {c for c in reached if c not in have}
     return parents_first(missing, parents)
-
-
-def present(sql: queries.SQL, table: str, ids: Sequence[bytes]) -> set[bytes]:
-    """The ids among ``ids`` that ``table`` (objects or chunks) holds, asked in batches."""
-    found: set[bytes] = set()
-    for batch in queries.batches(list(ids)):
-        cond, params = queries.in_list("id", batch)
-        found.update(bytes(r.id) for r in sql.rows(f"SELECT id FROM {table} WHERE {cond}", params))
-    return found
 
 
 def send(
@@ -102,7 +103,9 @@ def send(
             times = stored_times(sql, batch)
             signatures = queries.signatures(sql, batch)
         for commit in commits:
-            check_commit_id(commit, times[commit.id])
+            if not commit_id_holds(commit, times[commit.id]):
+                raise StoreDamaged(f"the sending store's commit {commit.id[:12]} is not what "
+                                   "its id says; run verify there")
         sent.commits += target.commits.put_commits(
             [(c, times[c.id]) for c in commits], signatures)
     return sent
@@ -120,7 +123,7 @@ def send_objects(
     sent = Transfer()
     ids = sorted(set(object_ids))
     with target.reader.transaction() as sql:
-        have = present(sql, "objects", ids)
+        have = queries.ids_in(sql, "objects", ids)
         have -= queries.incomplete_objects(sql, have)
     wanted = [oid for oid in ids if oid not in have]
     if not wanted:
@@ -138,7 +141,7 @@ def send_objects(
         raise StoreDamaged(f"the sending store lacks chunk {lacking[0].hex()[:16]} "
                            f"(and {len(lacking) - 1} more)")
     with target.reader.transaction() as sql:
-        there = present(sql, "chunks", chunk_ids)
+        there = queries.ids_in(sql, "chunks", chunk_ids)
     total = sum(size for cid, size in sizes.items() if cid not in there)
     writer = target.object_writer()
 
@@ -205,19 +208,6 @@ def _checked_chunks(
         yield cid, (codec, len(raw), bytes(data), chunking.chunk_digest(raw))
     if seen != len(chunk_ids):
         raise StoreDamaged("the sending store lost chunks while they were being sent")
-
-
-def check_commit_id(commit: Commit, stored_time: float) -> None:
-    """Raise unless ``commit``'s id is the id of its contents (a sender's commit, a bundle's).
-
-    Raises:
-        StoreDamaged: it is not.
-    """
-    made = commit_id_of(commit.parents, stored_time, commit.message, commit.branch,
-                        commit.entries)
-    if made != commit.id:
-        raise StoreDamaged(f"the sending store's commit {commit.id[:12]} is not what its id "
-                           "says; run verify there")
 
 
 def parents_first(commits: set[str], parents: graph.Graph) -> list[str]:
