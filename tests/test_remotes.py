@@ -441,3 +441,42 @@ def test_a_lazy_clone_pushes_without_fetching_what_the_remote_has(tmp_path: Path
     copy = stashdb.init(tmp_path / "copy")
     copy.import_bundle(tmp_path / "all.bundle")
     assert np.array_equal(copy.at("main")["big"], origin.at(base.id)["big"])
+
+
+def _on_a_terminal(args: list[str], cwd: Path) -> tuple[int, bytes]:
+    import pty
+    import select
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "stashdb", *args], cwd=cwd, stdin=child,
+                            stdout=child, stderr=child, close_fds=True,
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": "100"})
+    os.close(child)
+    seen = b""
+    while select.select([main], [], [], 60)[0]:
+        try:
+            data = os.read(main, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    os.close(main)
+    return proc.wait(timeout=60), seen
+
+
+def test_push_shows_its_progress_in_bytes_on_a_terminal(tmp_path: Path) -> None:
+    local = stashdb.init(tmp_path / "local")
+    local.commit("data", namespace={"a": np.random.default_rng(0).random(4_000_000)})
+    remote = stashdb.init(tmp_path / "remote")
+    local.add_remote("origin", remote.url)
+    stashdb.close_all()
+    quiet = _cli("push", cwd=tmp_path / "local")
+    assert quiet.returncode == 0 and "pushing" not in quiet.stdout + quiet.stderr
+    # The push above sent everything: a second remote, so the bar has bytes to show.
+    stashdb.init(tmp_path / "remote2").close()
+    local = stashdb.open(tmp_path / "local")
+    local.add_remote("second", stashdb.store_url(tmp_path / "remote2"))
+    stashdb.close_all()
+    code, seen = _on_a_terminal(["push", "--store", str(tmp_path / "local"), "second"], tmp_path)
+    assert code == 0 and b"pushing" in seen and b"MB" in seen, seen
