@@ -39,11 +39,13 @@ from stashdb.storage.refs import check_name
 from stashdb.storage.store import Store
 
 if TYPE_CHECKING:  # transfer imports SQLAlchemy: a restore from a full SQLite store never does
+    from stashdb.storage.bundle import Bundle
     from stashdb.storage.transfer import Progress
 
 __all__ = [
     "LAZY_NOTE", "Remote", "add_remote", "clone_into", "ensure_objects", "export", "fetch",
-    "import_bundle", "lazy_remote", "pull", "push", "remote", "remotes", "remove_remote",
+    "history_file", "import_bundle", "lazy_remote", "pull", "push", "remote", "remotes",
+    "remove_remote",
 ]
 
 _PREFIX = "remote."
@@ -205,18 +207,10 @@ def import_bundle(store: Store, path: str | os.PathLike[str]) -> Transfer:
         BadBundle: not a sound bundle file: nothing stored.
         TransferRefused: it builds on commits this store lacks, or the store is encrypted.
     """
-    from stashdb.storage.bundle import read_bundle
     from stashdb.storage.transfer import refuse_encrypted
+
     refuse_encrypted(store, "this store")
-    file = Path(path)
-    try:
-        handle = file.open("rb")
-    except OSError as exc:
-        raise BadBundle(f"{file} cannot be read ({exc.strerror or exc})") from None
-    with handle, _mapped(handle) as view:
-        bundle = read_bundle(view)
-        if bundle.kind != "history":
-            raise BadBundle("it is a session's state, not a history: restore it in a session")
+    with history_file(path) as bundle:
         with store.reader.transaction() as sql:
             have = queries.ids_in(sql, "commits", bundle.base)
             lacking = [c for c in bundle.base if c not in have]
@@ -246,6 +240,27 @@ def import_bundle(store: Store, path: str | os.PathLike[str]) -> Transfer:
     for name, kind, commit_id in bundle.refs:
         report.refs.append(_take_ref(store, name, kind, commit_id))
     return report
+
+
+@contextmanager
+def history_file(path: str | os.PathLike[str]) -> Iterator[Bundle]:
+    """The checked history in the bundle file at ``path`` (its bytes mapped, not read).
+
+    Raises:
+        BadBundle: the file cannot be read, or is not a sound history bundle.
+    """
+    from stashdb.storage.bundle import read_bundle
+
+    file = Path(path)
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        raise BadBundle(f"{file} cannot be read ({exc.strerror or exc})") from None
+    with handle, _mapped(handle) as view:
+        bundle = read_bundle(view)
+        if bundle.kind != "history":
+            raise BadBundle("it is a session's state, not a history: restore it in a session")
+        yield bundle
 
 
 @contextmanager

@@ -138,6 +138,12 @@ def test_the_command_line_exports_and_imports(tmp_path: Path) -> None:
     assert "three" in logged.stdout and "one" in logged.stdout
     bad = _cli("import", str(tmp_path / "missing.bundle"), cwd=tmp_path / "dest")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    # Where there is no store yet, a file that is no bundle leaves none behind.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk.bin").write_bytes(b"not a bundle")
+    bad = _cli("import", str(tmp_path / "junk.bin"), cwd=tmp_path / "empty")
+    assert bad.returncode == 1 and "not a sound stashdb bundle" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and not (tmp_path / "empty" / ".stashdb").exists()
     bad = _cli("export", "nosuch", "-o", str(tmp_path / "y.bundle"), "--store",
                str(tmp_path / "source"), cwd=tmp_path)
     assert bad.returncode == 1 and not (tmp_path / "y.bundle").exists()

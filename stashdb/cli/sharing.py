@@ -9,6 +9,7 @@ import typer
 
 import stashdb
 from stashdb.cli.app import Json, Store, app, open_store, out, print_json, progress
+from stashdb.errors import StoreNotFound
 from stashdb.model import Transfer
 from stashdb.render import markup_safe as safe
 
@@ -64,7 +65,15 @@ def import_(
 
     Example: stashdb import analysis.bundle
     """
-    repo = open_store(store, create=True)
+    try:
+        repo = open_store(store)
+    except StoreNotFound:
+        # A new store only for a sound bundle: a wrong file leaves no store behind.
+        from stashdb.remotes import history_file
+
+        with history_file(file):
+            pass
+        repo = open_store(store, create=True)
     _report(repo.import_bundle(file), as_json)
 
 
