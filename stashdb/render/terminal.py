@@ -1,18 +1,12 @@
-"""How stashdb shows things, for the command line and IPython alike: rich text and tables
-for people, JSON for programs.
+"""Metadata as rich text and tables, for people at a terminal or in IPython.
 
-One renderer for every face: ``stashdb show`` and ``%stash show`` print the
-same header and table, a checkout report is the same lines everywhere (the
-text itself is `CheckoutReport.summary`, so ``print(report)`` in Python says
-the same). Everything here formats metadata the library already returned;
-nothing opens a store or unpickles a value. Stored strings are never read as
-rich markup. JSON keys are a contract (docs/cli.md).
+Stored strings are never read as rich markup (`printable`, `markup_safe`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -21,26 +15,22 @@ from rich.table import Table
 from rich.text import Text
 
 from stashdb.model import (
-    Change,
     ChangeCounts,
     CheckoutReport,
     Commit,
     Diff,
     Entry,
     Ref,
-    StoreStats,
+    SnapshotCost,
     Version,
     format_size,
 )
 from stashdb.trust.policy import Signer
 
 __all__ = [
-    "checkout_json",
     "checkout_report",
     "commit_header",
-    "commit_json",
     "commit_report",
-    "diff_json",
     "diff_table",
     "du_table",
     "entries_table",
@@ -50,13 +40,12 @@ __all__ = [
     "log_table",
     "markup_safe",
     "printable",
-    "ref_json",
     "refs_table",
-    "signer_json",
+    "sessions_table",
     "signer_text",
-    "stats_json",
-    "version_json",
+    "snapshot_cost_lines",
 ]
+
 
 # -- stored strings on a terminal -----------------------------------------------------
 
@@ -97,33 +86,6 @@ def _text(value: object, style: str | None = None) -> Text:
     return Text(printable(value), style=style or "")
 
 
-# -- JSON ---------------------------------------------------------------------
-
-
-def _iso(when: datetime) -> str:
-    return when.isoformat()
-
-
-def entry_json(entry: Entry) -> dict[str, Any]:
-    return {
-        "name": entry.name,
-        "kind": entry.kind,
-        "status": entry.status,
-        "type": entry.type_name,
-        "size": entry.size,
-        "stored_size": entry.stored_size,
-        "seconds": entry.seconds,
-        "preview": entry.preview,
-        "shape": entry.shape,
-        "value": entry.literal,
-        "reason": entry.reason,
-        "module": entry.module,
-        "version": entry.version,
-        "object_id": entry.object_id,
-        "group": list(entry.group),
-    }
-
-
 def signer_text(signer: Signer) -> str:
     """Who signed a commit, in a few words: ``alice@lab``, ``unsigned``, ``untrusted 3f2a9c1d``."""
     if signer.key_id is None:
@@ -131,125 +93,6 @@ def signer_text(signer: Signer) -> str:
     if not signer.trusted:
         return f"untrusted {signer.key_id[:8]}"
     return signer.name or signer.key_id[:8]
-
-
-def signer_json(signer: Signer | None) -> dict[str, Any] | None:
-    """Who signed a commit, as JSON (None: unsigned)."""
-    if signer is None or signer.key_id is None:
-        return None
-    return {"key": signer.key_id, "name": signer.name, "trusted": signer.trusted}
-
-
-def commit_json(
-    commit: Commit, counts: ChangeCounts | None = None, *, entries: bool = False,
-    signer: Signer | None = None,
-) -> dict[str, Any]:
-    """A commit as JSON (with its entries when ``entries``; with change counts if given)."""
-    data: dict[str, Any] = {
-        "id": commit.id,
-        "short_id": commit.short_id,
-        "message": commit.message,
-        "time": _iso(commit.time),
-        "branch": commit.branch,
-        "parents": list(commit.parents),
-        "tags": list(commit.tags),
-        "user": commit.user,
-        "host": commit.host,
-        "python": commit.python,
-        "dill": commit.dill,
-        "packages": commit.packages,
-        "chunks_written": commit.chunks_written,
-        "bytes_written": commit.bytes_written,
-    }
-    if signer is not None:
-        data["signed_by"] = signer_json(signer)
-    if counts is not None:
-        data["added"], data["changed"], data["removed"] = (
-            counts.added,
-            counts.changed,
-            counts.removed,
-        )
-    if entries:
-        data["stored"] = commit.stored
-        data["reused"] = commit.reused
-        data["skipped"] = [
-            {"name": s.name, "type": s.type_name, "reason": s.reason} for s in commit.skipped
-        ]
-        data["entries"] = [entry_json(e) for e in commit.entries]
-    return data
-
-
-def _change_json(change: Change) -> dict[str, Any]:
-    return {
-        "name": change.name,
-        "status": change.status,
-        "old": entry_json(change.old) if change.old else None,
-        "new": entry_json(change.new) if change.new else None,
-        "old_value": change.old_value,
-        "new_value": change.new_value,
-    }
-
-
-def diff_json(diff: Diff) -> dict[str, Any]:
-    """A diff as JSON: the changes, and the names that did not change."""
-    return {
-        "a": diff.a.id,
-        "b": diff.b.id,
-        "changes": [_change_json(c) for c in diff.changes if c.status != "unchanged"],
-        "unchanged": [c.name for c in diff.unchanged],
-    }
-
-
-def version_json(version: Version) -> dict[str, Any]:
-    """One version of a variable as JSON."""
-    return {
-        "commit": commit_json(version.commit),
-        "status": version.status,
-        "entry": entry_json(version.entry) if version.entry else None,
-    }
-
-
-def ref_json(ref: Ref, head: str | None = None) -> dict[str, Any]:
-    """A branch or tag as JSON; ``current`` is true for HEAD's branch."""
-    return {
-        "name": ref.name,
-        "kind": ref.kind,
-        "commit_id": ref.commit_id,
-        "short_id": ref.commit_id[:8],
-        "message": ref.message,
-        "current": ref.name == head,
-    }
-
-
-def stats_json(stats: StoreStats) -> dict[str, Any]:
-    """A store's counts and sizes as JSON."""
-    return {
-        "commits": stats.commits,
-        "branches": stats.branches,
-        "tags": stats.tags,
-        "objects": stats.objects,
-        "chunks": stats.chunks,
-        "raw_bytes": stats.raw_bytes,
-        "stored_bytes": stats.stored_bytes,
-        "logical_bytes": stats.logical_bytes,
-        "dedup_ratio": round(stats.dedup_ratio, 3),
-    }
-
-
-def checkout_json(report: CheckoutReport) -> dict[str, Any]:
-    """What a checkout did, as JSON."""
-    return {
-        "commit": report.commit.id,
-        "restored": report.restored,
-        "needed": report.needed,
-        "removed": report.removed,
-        "kept": report.kept,
-        "skipped": [
-            {"name": s.name, "type": s.type_name, "reason": s.reason} for s in report.skipped
-        ],
-        "failed": [{"name": f.name, "reason": f.reason} for f in report.failed],
-        "warnings": report.warnings,
-    }
 
 
 # -- reports ------------------------------------------------------------------
@@ -567,20 +410,6 @@ def sessions_table(rows: Sequence[tuple[str, int, Commit | None, str]]) -> _Rows
     return table
 
 
-def session_json(
-    branch: str, executions: int, tip: Commit | None, host: str, created: float,
-    workdir: str | None,
-) -> dict[str, Any]:
-    """One session, for ``stashdb session list --json``."""
-    return {
-        "branch": branch, "executions": executions, "host": host,
-        "created": _iso(datetime.fromtimestamp(created, tz=timezone.utc)),
-        "workdir": workdir, "head": tip.id if tip else None,
-        "last_active": _iso(tip.time) if tip else None,
-        "last_step": tip.message if tip else None,
-    }
-
-
 def du_table(rows: Sequence[tuple[str, str, int, int]], width: int = 20) -> _Rows:
     """Storage by stored object (``names, type, pickled, stored``), largest first, with bars."""
     table = _table(
@@ -596,3 +425,29 @@ def du_table(rows: Sequence[tuple[str, str, int, int]], width: int = 20) -> _Row
         table.add_row(names, type_name, format_size(size), format_size(stored),
                       Text(bar, style="cyan"))
     return table
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def snapshot_cost_lines(cost: SnapshotCost) -> list[str]:
+    """Where the last automatic snapshot's time went (``%stash status``, ``stashdb status``)."""
+    where = ("a forked child" if cost.background == "fork"
+             else "the cell's thread, written on the writer thread")
+    lines = [
+        f"last snapshot  {_ms(cost.in_cell)} in the cell; {_ms(cost.total)} in {where}"
+        + (f" (after waiting {_ms(cost.waited)} for the one before)" if cost.waited > 0.0005
+           else ""),
+        f"  fingerprinting {_ms(cost.fingerprinting)}, grouping {_ms(cost.grouping)}, "
+        f"pickling {_ms(cost.pickling)}, hashing {_ms(cost.hashing)}, "
+        f"writing {_ms(cost.writing)}",
+        f"  {cost.checked} names checked: {cost.pickled} pickled, "
+        f"{cost.proved_unchanged} proved unchanged by fingerprint"
+        + (f"; the child held {format_size(cost.child_memory)} of its own"
+           if cost.child_memory else ""),
+    ]
+    if cost.merged:
+        lines.append(f"  it took the place of {cost.merged} snapshots that had not begun")
+    lines.append(f"  made {cost.commit[:8]}" if cost.commit else "  nothing had changed: no commit")
+    return lines
