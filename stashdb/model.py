@@ -20,6 +20,7 @@ __all__ = [
     "Rev",
     "SignReport",
     "Skipped",
+    "SnapshotCost",
     "StoreStats",
     "Version",
     "format_size",
@@ -460,3 +461,36 @@ class SignReport:
             text += (f"; {len(self.lacking)} commits hold values that cannot be read back "
                      "and stay unsigned: run `stashdb verify`")
         return text
+
+
+@dataclass(frozen=True)
+class SnapshotCost:
+    """What one automatic snapshot cost, and where (``%stash status``, ``stashdb status``).
+
+    ``in_cell`` is all the user waited for: working out what the cell could
+    have changed, and starting the snapshot (a ``fork``). The rest happened off
+    the user's path, in a child process (``background="fork"``) or on the
+    writer thread (``"thread"``, where the pickling is in ``in_cell`` too).
+    """
+
+    background: str  # "fork" or "thread"
+    in_cell: float  # seconds the cell waited: tracking plus starting the snapshot
+    waited: float = 0.0  # seconds it waited for the snapshot before it to land
+    fingerprinting: float = 0.0  # proving arrays and frames unchanged, by hashing
+    grouping: float = 0.0  # finding the names that share objects
+    pickling: float = 0.0
+    hashing: float = 0.0  # chunk ids and digests
+    writing: float = 0.0  # compressing and inserting chunks, objects, the commit
+    total: float = 0.0  # seconds from start to landed (without ``waited``)
+    checked: int = 0  # names the cell could have changed
+    pickled: int = 0  # of those, pickled again
+    proved_unchanged: int = 0  # of those, proved unchanged by fingerprint, not pickled
+    child_memory: int = 0  # bytes the child held of its own: its work, and pages the cell changed
+    commit: str | None = None  # the commit it made (None: nothing had changed)
+    merged: int = 0  # snapshots it took the place of (they had not started)
+    branch: str = ""
+    at: float = 0.0  # when it landed (seconds since the epoch)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values, for JSON (the store keeps the last one per branch)."""
+        return dict(self.__dict__)

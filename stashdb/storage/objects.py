@@ -159,6 +159,8 @@ class ObjectWriter:
         #: Objects whose rows are not the bytes committed: replaced when written.
         self._replace_objects: set[bytes] = set()
         self._compressor: Any = None
+        #: Seconds spent hashing (ids and digests) and writing (compressing, inserting).
+        self.seconds = {"hashing": 0.0, "writing": 0.0}
         # Found damaged (a read, verify): never reused; written again, then unmarked.
         self._bad_chunks, self._bad_objects = lookups.damaged()
 
@@ -176,11 +178,14 @@ class ObjectWriter:
         A namespace of many small values is dominated by per-query cost, not
         by bytes: batching makes 1000 unchanged values one lookup, not 1000.
         """
+        started = time.perf_counter()
+        hashing = 0.0
         prepared = []
         for pickler, parts in objects:
             views = chunking.flat_views(parts)
             chunked = chunking.layout(parts, views, self._sealer)
             prepared.append((pickler, views, chunked, chunking.object_id(pickler, views, chunked)))
+        hashing += time.perf_counter() - started
         known = self._known_objects({object_id for *_, object_id in prepared})
         missing = {
             cid
@@ -196,7 +201,9 @@ class ObjectWriter:
             # From the bytes being committed, always: a digest in the store is only a
             # claim (anyone who can write the database can write one), and this is
             # what the commit's signature will vouch for.
+            digest_started = time.perf_counter()
             ours = self._digest_of(pickler, layout)
+            hashing += time.perf_counter() - digest_started
             if object_id in known and known[object_id][1] not in (None, ours):
                 # The store's object is not these bytes (changed behind our back):
                 # not reused; written anew, its rows replaced.
@@ -216,6 +223,8 @@ class ObjectWriter:
                 results.append(stored)
         if self._pending.nbytes >= _FLUSH_BYTES:
             self.flush()
+        self.seconds["hashing"] += hashing
+        self.seconds["writing"] += time.perf_counter() - started - hashing
         return results
 
     def _add(

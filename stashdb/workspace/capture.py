@@ -10,12 +10,14 @@ batches (`stashdb.storage.objects.ObjectWriter`). What comes out is a list of
 from __future__ import annotations
 
 import sys
+import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from stashdb.model import Entry, Progress
+from stashdb.pickling.fingerprint import fingerprint
 from stashdb.pickling.grouping import find_groups
 from stashdb.pickling.pickler import (
     Group,
@@ -32,7 +34,7 @@ from stashdb.workspace.names import MAX_NAME
 if TYPE_CHECKING:
     from stashdb.storage.objects import ObjectWriter, StoredObject
 
-__all__ = ["Capture", "capture", "carried"]
+__all__ = ["Capture", "Prior", "capture", "carried", "priors_after"]
 
 #: Pickled values are handed to the store in batches of this many, or this many
 #: bytes: one lookup per batch instead of one per value (1000 small values:
@@ -49,6 +51,22 @@ class Capture:
     packages: dict[str, str] = field(default_factory=dict)
     chunks_written: int = 0
     bytes_written: int = 0
+    #: Fingerprints of the arrays and frames captured (`stashdb.pickling.fingerprint`):
+    #: name -> (fingerprint, entry), so the next capture can carry them unpickled.
+    fingerprints: dict[str, Prior] = field(default_factory=dict)
+    #: Seconds spent grouping, fingerprinting and pickling (storing is the writer's).
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"grouping": 0.0, "fingerprinting": 0.0, "pickling": 0.0})
+    #: Names proved unchanged by their fingerprint, not pickled.
+    proved_unchanged: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What an earlier capture stored for a name, with the fingerprint of its value then."""
+
+    fingerprint: bytes
+    entry: Entry
 
 
 def _no_known_hashes(object_id: bytes) -> dict[int, str]:
@@ -62,6 +80,7 @@ def capture(
     known_value_hashes: Callable[[bytes], dict[int, str]] = _no_known_hashes,
     progress: Progress | None = None,
     workspace_names: Iterable[str] | None = None,
+    priors: Mapping[str, Prior] | None = None,
 ) -> Capture:
     """Pickle, hash and store each selected name; report the ones that cannot be stored.
 
@@ -78,9 +97,14 @@ def capture(
         progress: told how many bytes are pickled and stored, of an estimate.
         workspace_names: every name of the workspace, when only some are
             captured: classes and functions among them are referred to by name.
+        priors: what an earlier capture stored for names with a fingerprint: a
+            value stored alone whose fingerprint is still the same keeps that
+            entry, unpickled.
     """
     refs = WorkspaceRefs.of(namespace, names if workspace_names is None else workspace_names)
-    return _Capturer(namespace, names, writer, known_value_hashes, refs, progress).run()
+    capturer = _Capturer(namespace, names, writer, known_value_hashes, refs, progress)
+    capturer.priors = priors or {}
+    return capturer.run()
 
 
 class _Capturer:
@@ -105,6 +129,8 @@ class _Capturer:
         #: What was stored, for the round-trip check: names, their values, the workspace
         #: names their pickle refers to (not the pickle: memory stays bounded).
         self._made: list[tuple[list[str], list[Any], frozenset[str]]] = []
+        self.priors: Mapping[str, Prior] = {}
+        self._fingerprints: dict[str, bytes] = {}
 
     def run(self) -> Capture:
         refs, entries = self.refs, self.result.entries
@@ -127,11 +153,20 @@ class _Capturer:
         done = 0
         self.progress(done, total)
 
-        for group in find_groups(plain):
+        seconds = self.result.seconds
+        started = time.perf_counter()
+        groups = find_groups(plain)
+        seconds["grouping"] += time.perf_counter() - started
+        for group in groups:
             values = [plain[n] for n in group]
+            if len(group) == 1 and self._unchanged(group[0], values[0]):
+                done += size_hint(values[0])
+                continue
             try:
                 value = values[0] if len(group) == 1 else Group(tuple(group), tuple(values))
+                started = time.perf_counter()
                 packed = dumps(value, refs, roots=group)
+                seconds["pickling"] += time.perf_counter() - started
             except Unpicklable as exc:
                 if len(group) == 1:
                     entries.append(_skipped(group[0], values[0], exc.reason))
@@ -155,8 +190,29 @@ class _Capturer:
         for entry in entries:
             if entry.kind != "skipped":
                 _note_package(self.result.packages, self.namespace[entry.name])
+            if entry.name in self._fingerprints and entry.kind == "value" and not entry.group:
+                self.result.fingerprints[entry.name] = Prior(self._fingerprints[entry.name], entry)
         entries.sort(key=lambda e: e.name)
         return self.result
+
+    def _unchanged(self, name: str, value: Any) -> bool:
+        """Whether ``value`` is proved to be what the prior capture stored (then carried).
+
+        Fingerprints every array and frame stored alone, so the next capture
+        has one to compare with.
+        """
+        started = time.perf_counter()
+        found = fingerprint(value)
+        self.result.seconds["fingerprinting"] += time.perf_counter() - started
+        if found is None:
+            return False
+        self._fingerprints[name] = found
+        prior = self.priors.get(name)
+        if prior is None or prior.fingerprint != found or prior.entry.group:
+            return False
+        self.result.entries.append(carried(prior.entry))
+        self.result.proved_unchanged.append(name)
+        return True
 
     def store(self, names: list[str], values: list[Any], packed: Pickled) -> None:
         """Queue a pickled value (or group) for the store; written in batches."""
@@ -348,3 +404,23 @@ def _note_package(packages: dict[str, str], value: Any) -> None:
     version = _version_of(sys.modules.get(top))
     if version is not None:
         packages[top] = version
+
+
+def priors_after(
+    entries: Iterable[Entry], captured: Capture, before: Mapping[str, Prior]
+) -> dict[str, Prior]:
+    """The fingerprints of a snapshot: those its capture took, and those carried with it.
+
+    A name carried unpickled keeps its fingerprint while its entry holds the
+    same object; a name captured has the capture's fingerprint, or none.
+    """
+    own = {e.name for e in captured.entries}
+    priors = {}
+    for entry in entries:
+        if entry.name in captured.fingerprints:
+            priors[entry.name] = captured.fingerprints[entry.name]
+        elif entry.name not in own and entry.name in before:
+            prior = before[entry.name]
+            if prior.entry.object_id == entry.object_id:
+                priors[entry.name] = prior
+    return priors
