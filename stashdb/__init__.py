@@ -45,6 +45,7 @@ from stashdb.errors import (
     ScriptNotFound,
     SessionClosed,
     SessionError,
+    SnapshotLost,
     StashError,
     StoreDamaged,
     StoreKeyMissing,

@@ -12,6 +12,12 @@ keeps the two kinds apart, so the order of writes is the order they were asked
 for, and reads call `BackgroundWriter.settle` first: they see every write asked
 for before them.
 
+A write that only waits for a forked child (`Repo.fork_changes`) does not
+touch the database in this process; every other write does, and holds
+`BackgroundWriter.quiet`'s lock while it runs: a fork waits for it, because
+SQLite keeps its locks' bookkeeping in process memory, and a child forked in
+the middle of a transaction would inherit a lock it can never release.
+
 The thread ends with the interpreter, after the queued writes
 (``concurrent.futures`` joins its workers at exit), so the last snapshot of a
 session is written before the process exits. After ``fork()`` the child starts
@@ -21,9 +27,10 @@ a lock the parent held at the fork would otherwise stay held in the child.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import TypeVar
 
@@ -39,14 +46,17 @@ class BackgroundWriter:
         self._pid = os.getpid()
         self._state = threading.Lock()  # guards the fields below
         self._writing = threading.RLock()  # held by the one write under way
+        self._in_database = threading.RLock()  # held while a write uses the database here
         self._local = threading.local()  # .writing: this thread is inside a write
         self._executor: futures.ThreadPoolExecutor | None = None
         self._pending: set[futures.Future[object]] = set()
         self._thread: int | None = None
 
-    def submit(self, write: Callable[[], _T]) -> futures.Future[_T]:
+    def submit(self, write: Callable[[], _T], *, here: bool = True) -> futures.Future[_T]:
         """Queue ``write`` behind the writes in flight; its future holds its result or error.
 
+        ``here=False``: the write only waits for another process (a forked
+        child) and does not use the database in this one (see `quiet`).
         While the interpreter shuts down no thread can start: then ``write``
         runs here and now, and the future is already done.
         """
@@ -58,7 +68,7 @@ class BackgroundWriter:
                         max_workers=1, thread_name_prefix="stashdb-writer",
                         initializer=self._note_thread,
                     )
-                future = self._executor.submit(self._locked, write)
+                future = self._executor.submit(self._locked, write, here)
             except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
                 future = None
             else:
@@ -84,6 +94,13 @@ class BackgroundWriter:
             pending = list(self._pending)
         futures.wait(pending)
 
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Hold off every write that uses the database in this process (for a fork)."""
+        self._after_fork()
+        with self._in_database:
+            yield
+
     def on_writer_thread(self) -> bool:
         """Whether the caller is the writer thread itself."""
         return self._thread == threading.get_ident() and self._pid == os.getpid()
@@ -96,8 +113,8 @@ class BackgroundWriter:
         if executor is not None and not self.on_writer_thread():
             executor.shutdown(wait=True)
 
-    def _locked(self, write: Callable[[], _T]) -> _T:
-        with self._writing:
+    def _locked(self, write: Callable[[], _T], here: bool = True) -> _T:
+        with self._writing, self._in_database if here else contextlib.nullcontext():
             self._local.writing = True
             try:
                 return write()
@@ -111,6 +128,7 @@ class BackgroundWriter:
         if self._pid != os.getpid():  # a forked child: the parent's writer and locks are not ours
             self._pid = os.getpid()
             self._state, self._writing = threading.Lock(), threading.RLock()
+            self._in_database = threading.RLock()
             self._local = threading.local()
             self._executor, self._pending, self._thread = None, set(), None
 

@@ -43,6 +43,7 @@ __all__ = [
     "ScriptNotFound",
     "SessionClosed",
     "SessionError",
+    "SnapshotLost",
     "StashError",
     "StoreDamaged",
     "StoreKeyMissing",
@@ -619,3 +620,15 @@ class FetchFailed(StashError):
             f"the data of this value is not here yet and could not be fetched from "
             f"{remote}: {why}; reach that store again, or copy all data while you can"
         )
+
+
+class SnapshotLost(StashError):
+    """A snapshot made in the background did not land (its process died, say).
+
+    Nothing else is lost: the snapshots before it are in the store, and the
+    next snapshot captures what this one held.
+    """
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(why)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from dataclasses import replace
@@ -54,6 +56,7 @@ from stashdb.model import (
     Ref,
     Rev,
     SignReport,
+    SnapshotCost,
     StoreStats,
     Transfer,
     Version,
@@ -64,7 +67,7 @@ from stashdb.storage.format import DEFAULT_LOCK_TIMEOUT
 from stashdb.storage.store import Store
 from stashdb.trust.keys import KeyRing, PublicKey
 from stashdb.trust.policy import Signer, Verifier
-from stashdb.workspace.capture import capture, carried
+from stashdb.workspace.capture import Capture, Prior, capture, carried, priors_after
 from stashdb.workspace.environment import origin
 from stashdb.workspace.files import write_atomically
 from stashdb.workspace.names import select_names
@@ -72,13 +75,18 @@ from stashdb.workspace.restore import KnownState, restore
 from stashdb.workspace.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    from stashdb.forked import ForkedSnapshot, Handoff, Landed
     from stashdb.remotes import Remote
     from stashdb.storage.bundle import Bundle
     from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
+    from stashdb.storage.objects import ObjectWriter
     from stashdb.storage.reader import Reader
     from stashdb.workspace.loader import ObjectSource
 
 __all__ = ["KnownState", "PreparedCommit", "Repo", "Snapshot"]
+
+#: Notes holding the cost of each branch's last background snapshot (docs/format.md).
+COST_NOTE = "cost:"
 
 #: Tries of a commit whose objects a concurrent gc deleted before it landed.
 _COMMIT_ATTEMPTS = 5
@@ -300,11 +308,16 @@ class Repo:
         namespace: Mapping[str, Any],
         branch: str | None = None,
         progress: Progress | None = None,
+        priors: Mapping[str, Prior] | None = None,
+        observe: Callable[[Capture, ObjectWriter], None] | None = None,
     ) -> PreparedCommit | None:
         """`commit_changes` up to the last write: pickled, hashed, large chunks stored.
 
         `Repo.submit` (or ``PreparedCommit.write``) commits it. With ``base``
         None every name is captured. Returns None when nothing changed.
+        ``priors`` (an earlier capture's fingerprints) lets a changed name whose
+        array or frame is proved the same keep its entry unpickled; ``observe``
+        is shown the capture and its writer (what it found, what it cost).
         """
         names = select_names(namespace, None, None)
         before = {e.name: e for e in base.entries} if base is not None else {}
@@ -320,7 +333,7 @@ class Repo:
         carry = [before[n] for n in names if n not in todo]
         return self._prepare(
             namespace, [n for n in names if n in todo], message, branch, progress,
-            carry=carry, workspace_names=names, base=base,
+            carry=carry, workspace_names=names, base=base, priors=priors, observe=observe,
         )
 
     def _prepare(
@@ -334,12 +347,16 @@ class Repo:
         carry: Iterable[Entry] = (),
         workspace_names: list[str] | None = None,
         base: Commit | PreparedCommit | None = None,
+        priors: Mapping[str, Prior] | None = None,
+        observe: Callable[[Capture, ObjectWriter], None] | None = None,
     ) -> PreparedCommit | None:
         writer = self.storage.object_writer(compress=self.compress)
         captured = capture(
             ns, names, writer, self.storage.reader.value_hashes, progress,
-            workspace_names=workspace_names,
+            workspace_names=workspace_names, priors=priors,
         )
+        if observe is not None:
+            observe(captured, writer)
         entries = tuple(link_groups(
             sorted([*captured.entries, *map(carried, carry)], key=lambda e: e.name)
         ))
@@ -624,6 +641,120 @@ class Repo:
         """
         prepared.detach()
         return self._writes.submit(prepared.write)
+
+    def fork_changes(
+        self,
+        changed: Collection[str],
+        message: str,
+        *,
+        namespace: Mapping[str, Any],
+        branch: str | None,
+        handoff: Callable[[], Handoff],
+        landed: Callable[[Handoff, Landed | None, BaseException | None], None],
+        since: float | None = None,
+    ) -> ForkedSnapshot:
+        """Snapshot ``namespace`` as it is now, from a forked child; return at once.
+
+        The caller's thread only forks (`stashdb.forked`); the child pickles,
+        hashes and writes from its copy-on-write image, so the caller may
+        change its values at once. Snapshots land in the order they are asked
+        for, each after the writes before it: when its turn comes, ``handoff``
+        says what it builds on (the last snapshot landed, its fingerprints, names
+        owed by snapshots that were lost) and ``landed`` hears how it went. Every
+        read and write made through this Repo afterwards waits for it, as for
+        `submit`. The snapshot's future holds its commit (None: nothing changed
+        or it was cancelled); its exception, why it was lost (`SnapshotLost`).
+        ``since`` is when the caller's cell ended (``time.perf_counter``): the
+        cost recorded counts from there to the fork as time in the cell.
+        """
+        from stashdb.forked import ForkedChild, ForkedSnapshot
+
+        url, location, timeout, compress = self.url, self.location, self.lock_timeout, self.compress
+        names = frozenset(changed)
+        forked_at = time.perf_counter() if since is None else since
+
+        def in_child(given: Handoff) -> Landed:
+            # Its own connections: the parent's (and their locks) belong to the parent.
+            repo = Repo(Store.open(url, location=location, lock_timeout=timeout))
+            repo.compress = compress
+            return repo._snapshot_here(given, names, message, namespace, branch, forked_at)
+
+        with self._writes.quiet():  # no transaction of ours is open in the child's image
+            snapshot = ForkedSnapshot(ForkedChild(in_child))
+
+        def write() -> Commit | None:
+            if not snapshot.start():
+                return None  # a newer snapshot took its place
+            given = handoff()
+            snapshot.child.hand(given)
+            try:
+                made: Landed = snapshot.child.result()
+            except BaseException as exc:
+                landed(given, None, exc)
+                raise
+            landed(given, made, None)
+            return made.commit
+
+        snapshot.future = self._writes.submit(write, here=False)
+        return snapshot
+
+    def _snapshot_here(
+        self,
+        given: Handoff,
+        changed: frozenset[str],
+        message: str,
+        namespace: Mapping[str, Any],
+        branch: str | None,
+        forked_at: float,
+    ) -> Landed:
+        """A forked child's snapshot: `commit_changes` against the handoff, and its cost."""
+        from stashdb import forked
+
+        started = time.perf_counter()
+        in_cell = forked.child_began - forked_at
+        branch = branch or self.head
+        seen: list[tuple[Capture, ObjectWriter]] = []
+        prepared_at = [started]
+
+        def prepare() -> PreparedCommit | None:
+            seen.clear()
+            made = self.prepare_changes(
+                given.base, changed | given.also, message, namespace=namespace, branch=branch,
+                priors=given.priors, observe=lambda c, w: seen.append((c, w)),
+            )
+            prepared_at[0] = time.perf_counter()
+            return made
+
+        commit = self._retrying(prepare)
+        ended = time.perf_counter()
+        captured, writer = seen[-1]
+        entries = commit.entries if commit is not None else (
+            given.base.entries if given.base is not None else ())
+        own = {e.name for e in captured.entries}
+        priors = priors_after(entries, captured, given.priors)
+        cost = SnapshotCost(
+            background="fork", in_cell=in_cell, waited=started - forked.child_began,
+            fingerprinting=captured.seconds["fingerprinting"],
+            grouping=captured.seconds["grouping"], pickling=captured.seconds["pickling"],
+            hashing=writer.seconds["hashing"],
+            writing=writer.seconds["writing"] + (ended - prepared_at[0]),
+            total=ended - started, checked=len(own),
+            pickled=len(own) - len(captured.proved_unchanged),
+            proved_unchanged=len(captured.proved_unchanged), child_memory=forked.private_bytes(),
+            commit=commit.id if commit is not None else None, branch=branch, at=time.time(),
+        )
+        self.set_note(f"{COST_NOTE}{branch}", json.dumps(cost.as_dict()))
+        return forked.Landed(commit, priors, cost)
+
+    def snapshot_costs(self) -> list[SnapshotCost]:
+        """The last background snapshot's cost on each branch that had one, newest first."""
+        costs = []
+        for text in self._reader.notes(COST_NOTE).values():
+            try:
+                costs.append(SnapshotCost(**json.loads(text)))
+            except (TypeError, ValueError):  # written by another version: not shown
+                continue
+        return sorted(costs, key=lambda c: c.at, reverse=True)
 
     def wait(self) -> None:
         """Block until every commit submitted so far is written (or failed)."""

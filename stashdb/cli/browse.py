@@ -191,6 +191,7 @@ def status(store: Store = None, as_json: Json = False) -> None:
     repo = open_store(store)
     stats = repo.stats()
     head_branch = repo.head
+    costs = repo.snapshot_costs()
     try:
         head: stashdb.Commit | None = repo.show("HEAD")
     except stashdb.RevisionNotFound:
@@ -203,6 +204,7 @@ def status(store: Store = None, as_json: Json = False) -> None:
                 "head": render.commit_json(head) if head else None,
                 "names": len(head.entries) if head else 0,
                 **render.stats_json(stats),
+                "last_snapshots": [c.as_dict() for c in costs],
             }
         )
         return
@@ -226,6 +228,10 @@ def status(store: Store = None, as_json: Json = False) -> None:
         f"dedup    all snapshots hold {format_size(stats.logical_bytes)}: "
         f"{stats.dedup_ratio:.1f}× what is stored"
     )
+    if costs:  # the newest automatic snapshot of any branch (IPython's, after each cell)
+        out.print(f"auto     last snapshot on {safe(costs[0].branch)}")
+        for line in render.snapshot_cost_lines(costs[0]):
+            out.print(f"  {safe(line)}")
 
 
 @app.command()

@@ -206,6 +206,9 @@ class StashMagics(Magics):
             lines.append(f"changed since: {', '.join(changed) if changed else 'nothing'}")
         if s.reported:
             lines.append(f"not storable: {', '.join(sorted(s.reported))}")
+        cost = s.last_cost
+        if cost is not None:
+            lines += render.snapshot_cost_lines(cost)
         print(render.printable("\n".join(lines)))
 
 

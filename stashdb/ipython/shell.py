@@ -1,9 +1,14 @@
 """The state stashdb keeps for one IPython shell: its store, its branch, and what changed since.
 
 After every cell the session learns from `CellTracker` which names the cell
-could have changed, and (with auto-snapshot on) prepares a commit of just
-those (`Repo.prepare_changes`) and hands it to the Repo's writer thread
-(`Repo.submit`), so the cell does not wait for the disk. Checkout and undo go
+could have changed and, with auto-snapshot on, snapshots just those without
+making the cell wait: on Linux a forked child pickles, hashes and writes them
+from a copy-on-write image of the shell (`Repo.fork_changes`, `stashdb.forked`),
+so the cell pays for the fork only. A cell that ends while one snapshot is
+being written and another waits replaces the waiting one (which has not
+begun): that snapshot then covers both cells, and memory stays bounded at two
+images. Elsewhere the commit is pickled on the cell's thread and written on
+the Repo's writer thread (`Repo.prepare_changes`, `Repo.submit`). Checkout and undo go
 through `Repo.checkout` with what the session knows (`KnownState`): values
 that did not change stay in memory. Nothing here imports IPython: the shell is
 used through ``user_ns``, ``transform_cell`` and its hooks' arguments only.
@@ -12,26 +17,36 @@ used through ``user_ns``, ``transform_cell`` and its hooks' arguments only.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import re
 import sys
+import threading
+import time
 import types
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import stashdb
 from stashdb.errors import NothingToUndo, RevisionNotFound, StashError, UnsavedValues
-from stashdb.model import CheckoutReport, Commit, Skipped
+from stashdb.forked import ForkedSnapshot, Handoff, Landed, can_fork, threads_allow_fork
+from stashdb.model import CheckoutReport, Commit, Skipped, SnapshotCost
 from stashdb.render import printable
 from stashdb.repo import KnownState, PreparedCommit
+from stashdb.workspace.capture import Capture, Prior, priors_after
+from stashdb.workspace.estimate import all_small
 from stashdb.workspace.names import excluded_by_default, shell_names
 from stashdb.workspace.tracker import CellTracker
 
-__all__ = ["ShellSession", "branch_for_session"]
+__all__ = ["COSTS_KEPT", "ShellSession", "branch_for_session"]
+
+#: How many landed snapshots' costs a session keeps (`ShellSession.recent_costs`).
+COSTS_KEPT = 1000
 
 
 def branch_for_session(namespace: Mapping[str, Any]) -> str:
@@ -50,16 +65,29 @@ class _State:
     """A snapshot the namespace went through, for undo: written, or being written."""
 
     label: str  # "cell [N]", for undo's message
-    future: Future[Commit] | None = None
+    future: Future[Commit] | Future[Commit | None] | None = None
     written: Commit | None = None
+    forked: ForkedSnapshot | None = None  # made by a child that may not have begun
+    changed: frozenset[str] = frozenset()  # what it captures (a forked snapshot)
+    merged: int = 0  # snapshots it took the place of
+    first: str = ""  # the label of the first of those
+    in_cell: float = 0.0  # seconds the cell waited for it
 
     @property
     def commit(self) -> Commit:
         """The commit (waiting for it if it is still being written)."""
         if self.written is None:
             assert self.future is not None
-            self.written = self.future.result()
+            made = self.future.result()
+            assert made is not None, "a snapshot that made no commit is not a state"
+            self.written = made
         return self.written
+
+    @property
+    def made_nothing(self) -> bool:
+        """Whether it landed without a commit (nothing had changed, or it was replaced)."""
+        return (self.written is None and self.future is not None and self.future.done()
+                and self.future.exception() is None and self.future.result() is None)
 
     @property
     def error(self) -> BaseException | None:
@@ -90,6 +118,21 @@ class ShellSession:
         #: States undone since the last change, for redo (newest last).
         self.undone: list[_State] = []
         self.reported: dict[str, int] = {}  # unstorable name -> id of the value reported
+        #: "fork": a child process snapshots each cell; "thread": the cell pickles,
+        #: the writer thread writes (where fork is not safe, see `stashdb.forked`).
+        self.background = "fork" if can_fork() else "thread"
+        # The forked snapshots' chain, shared with the writer thread:
+        self._lock = threading.Lock()
+        self._tip: Commit | None = None  # the last snapshot that landed
+        self._priors: dict[str, Prior] = {}  # its fingerprints
+        self._owed: set[str] = set()  # names of snapshots that were lost
+        self._waiting: _State | None = None  # the last forked, which may not have begun
+        self._last_forked = False  # the last snapshot was forked: ``base`` is not known yet
+        self._before_cell = 0.0  # seconds pre_run_cell took
+        #: Seconds the last cell spent in stashdb (both hooks, snapshot or not).
+        self.last_in_cell = 0.0
+        #: What the last snapshots that landed cost, oldest first (``%stash status``).
+        self._costs: deque[tuple[_State, SnapshotCost]] = deque(maxlen=COSTS_KEPT)
 
     @property
     def repo(self) -> stashdb.Repo:
@@ -109,16 +152,26 @@ class ShellSession:
         url = stashdb.open(store, create=True).url
         if url != self._url:  # what the old store held says nothing about this one
             self.base, self.states, self.everything_dirty = None, [], False
+            self._set_tip(None)
         self._store, self._url = store, url
 
     # -- IPython events ---------------------------------------------------------
 
     def pre_run_cell(self, info: Any) -> None:
         """Note every name's binding before the cell runs."""
+        started = time.perf_counter()
         self.tracker.before()
+        self._before_cell = time.perf_counter() - started
 
     def post_run_cell(self, result: Any) -> None:
         """Learn what the cell could have changed; with auto on, snapshot it."""
+        started = time.perf_counter() - self._before_cell
+        try:
+            self._after_cell(result, started)
+        finally:
+            self.last_in_cell = time.perf_counter() - started
+
+    def _after_cell(self, result: Any, started: float) -> None:
         code = result.info.raw_cell if result.info is not None else ""
         try:
             code = self.shell.transform_cell(code)
@@ -138,9 +191,12 @@ class ShellSession:
         first = (result.info.raw_cell or "").strip()
         message = f"cell [{number}]: {first}" if first else f"cell [{number}]"
         try:
-            self.submit(message, label=f"cell [{number}]")
+            state = self.submit(message, label=f"cell [{number}]", since=started)
         except StashError as exc:
             print(printable(f"stashdb: auto-snapshot failed: {exc}"), file=sys.stderr)
+            return
+        if state is not None:
+            state.in_cell = time.perf_counter() - started
 
     # -- snapshots --------------------------------------------------------------
 
@@ -150,35 +206,161 @@ class ShellSession:
         self.flush()
         return state.commit if state is not None else None
 
-    def submit(self, message: str, *, full: bool = False, label: str = "") -> _State | None:
-        """Snapshot what changed since the last snapshot; None if nothing did.
+    def submit(
+        self, message: str, *, full: bool = False, label: str = "", since: float | None = None
+    ) -> _State | None:
+        """Snapshot what changed since the last snapshot; None if nothing did (known now).
 
-        Values are pickled and hashed now; the commit is written on the Repo's
-        writer thread: the cell does not wait for the disk.
+        Forked: the child is started now and the state returned; whether it
+        made a commit is known when it lands. Threaded: values are pickled and
+        hashed now, the commit written on the Repo's writer thread. Either
+        way the cell does not wait for the disk.
         """
         self._collect_failures()
+        if self.background == "fork":
+            if not threads_allow_fork():  # a thread may be in BLAS: this once, in the cell
+                self.flush()
+            elif full or self.everything_dirty or self._forks_in_flight() or not self._small():
+                return self._fork(message, full=full, label=label or message, since=since)
+            self._base_from_tip()
+        started = time.perf_counter()
         base = None if full or self.everything_dirty else self.base
+        seen: list[Capture] = []
         prepared = self.repo.prepare_changes(
-            base, self.dirty, message, namespace=self.namespace, branch=self.branch
+            base, self.dirty, message, namespace=self.namespace, branch=self.branch,
+            priors=self._priors, observe=lambda captured, writer: seen.append(captured),
         )
         self.dirty = set()
         self.everything_dirty = False
         if prepared is None:
             return None
-        state = _State(label or message, future=self.repo.submit(prepared))
+        future = self.repo.submit(prepared)
+        state = _State(label or message, future=future)
         self.base = prepared
         self.states.append(state)
         self.undone = []  # a new change: what was undone cannot be redone
         self._report_unstorable(prepared.skipped)
+        if self.background == "fork":  # the next forked snapshot builds on this one
+            priors = priors_after(prepared.entries, seen[-1], self._priors)
+            cost = SnapshotCost(
+                background="thread", in_cell=0.0, pickling=seen[-1].seconds["pickling"],
+                total=time.perf_counter() - started, checked=len(seen[-1].entries),
+                pickled=len(seen[-1].entries), branch=prepared.branch,
+            )
+            future.add_done_callback(functools.partial(self._written, state, priors, cost))
         return state
+
+    def _small(self) -> bool:
+        """Whether the names to snapshot are small enough to pickle in the cell (see estimate)."""
+        before = {e.name: e for e in self.base.entries} if self.base is not None else {}
+        return all_small(((n, self.namespace[n]) for n in self.dirty if n in self.namespace),
+                         before)
+
+    def _forks_in_flight(self) -> bool:
+        return any(s.forked is not None and s.future is not None and not s.future.done()
+                   for s in self.states)
+
+    def _base_from_tip(self) -> None:
+        """After forked snapshots: the next builds on the last that landed (none is in flight)."""
+        with self._lock:
+            if self._last_forked and self._tip is not None:
+                self.base = self._tip
+            self.dirty |= self._owed
+            self._owed = set()
+            self._last_forked = False
+
+    def _written(self, state: _State, priors: dict[str, Prior], cost: SnapshotCost,
+                 future: Future[Commit]) -> None:
+        """A snapshot pickled in the cell was written (on the writer thread)."""
+        if future.exception() is not None:
+            return  # _collect_failures reports it; the next snapshot captures everything
+        with self._lock:
+            self._tip, self._priors = future.result(), priors
+            self._costs.append((state, replace(cost, commit=self._tip.id, at=time.time())))
+
+    def _fork(self, message: str, *, full: bool, label: str, since: float | None) -> _State:
+        """Start a child that snapshots the namespace as it is now (see the module's doc)."""
+        hidden = shell_names(self.namespace)
+        if full or self.everything_dirty:
+            changed = frozenset(n for n in self.namespace if isinstance(n, str))
+        else:
+            changed = frozenset(self.dirty)
+        changed = frozenset(n for n in changed if not excluded_by_default(n, hidden))
+        merged, first = 0, ""
+        waiting = self._waiting
+        if waiting is not None and waiting.forked is not None and waiting.forked.cancel():
+            # It had not begun: this snapshot takes its place, and its names.
+            changed |= waiting.changed
+            merged = waiting.merged + 1
+            first = waiting.first or waiting.label
+            also = f" (and {merged} cell{'s' if merged > 1 else ''} before, from {first})"
+            message, label = message + also, label + also
+            self.states.remove(waiting)
+        state = _State(label, changed=changed, merged=merged, first=first)
+        repo = self.repo
+        state.forked = repo.fork_changes(
+            changed, message, namespace=self.namespace, branch=self.branch,
+            handoff=self._handoff, landed=functools.partial(self._landed, state), since=since,
+        )
+        state.future = state.forked.future
+        self._waiting = state
+        self._last_forked = True
+        self.dirty = set()
+        self.everything_dirty = False
+        self.states.append(state)
+        self.undone = []  # a new change: what was undone cannot be redone
+        return state
+
+    def _handoff(self) -> Handoff:
+        """What the next forked snapshot builds on (on the writer thread, in order)."""
+        with self._lock:
+            also, self._owed = frozenset(self._owed), set()
+            return Handoff(self._tip, dict(self._priors), also)
+
+    def _landed(
+        self, state: _State, given: Handoff, made: Landed | None, error: BaseException | None
+    ) -> None:
+        """A forked snapshot ended (on the writer thread): the next builds on it."""
+        with self._lock:
+            if made is None:  # lost: the next snapshot captures what it held
+                self._owed |= state.changed | given.also
+                return
+            if made.commit is not None:
+                self._tip = made.commit
+                state.written = made.commit
+                # Said as soon as it is known (under the cell that made it, as a rule).
+                self._report_unstorable(made.commit.skipped)
+            self._priors = made.priors
+            self._costs.append((state, replace(made.cost, merged=state.merged)))
+
+    @property
+    def last_cost(self) -> SnapshotCost | None:
+        """What the last snapshot that landed cost (``%stash status``)."""
+        recent = self.recent_costs()
+        return recent[-1][1] if recent else None
+
+    def recent_costs(self) -> list[tuple[str, SnapshotCost]]:
+        """The last snapshots that landed (up to `COSTS_KEPT`), oldest first: (cell, cost)."""
+        with self._lock:
+            kept = list(self._costs)
+        return [(state.label, replace(cost, in_cell=state.in_cell)) for state, cost in kept]
+
+    def _set_tip(self, commit: Commit | None) -> None:
+        with self._lock:
+            self._tip, self._priors, self._owed = commit, {}, set()
 
     def flush(self) -> None:
         """Wait for the snapshots being written; report any that failed."""
         if self._url is not None:
             self.repo.wait()
+        if self.background == "fork":
+            self._base_from_tip()  # lost snapshots: their names are unsaved again
         self._collect_failures()
 
     def _collect_failures(self) -> None:
+        done = [s for s in self.states if s.made_nothing]
+        for state in done:
+            self.states.remove(state)
         failed = [s for s in self.states if s.error is not None]
         if not failed:
             return
@@ -186,6 +368,8 @@ class ShellSession:
             print(printable(f"stashdb: a snapshot was not written: {state.error}"),
                   file=sys.stderr)
         self.states = [s for s in self.states if s not in failed]
+        if self.background == "fork":
+            return  # the next snapshot captures what they held (``_owed``)
         # What it held must be captured again: the next snapshot takes everything.
         self.everything_dirty = True
         self.base = None
@@ -246,6 +430,7 @@ class ShellSession:
         self.undone = []
         if only is None and not merge:
             self.base = report.commit
+            self._set_tip(report.commit)
             self.dirty = {f.name for f in report.failed} | {s.name for s in report.skipped}
             self.everything_dirty = False
             self.states.append(_State(f"checkout {report.commit.short_id}", written=report.commit))
