@@ -51,8 +51,16 @@ from stashdb.model import Commit, SnapshotCost
 from stashdb.workspace.capture import Prior
 
 __all__ = [
-    "ForkedChild", "ForkedSnapshot", "Handoff", "Landed", "can_fork", "private_bytes",
-    "reap_cancelled", "threads_allow_fork",
+    "STALL_SECONDS",
+    "ForkedChild",
+    "ForkedSnapshot",
+    "Handoff",
+    "Landed",
+    "can_fork",
+    "private_bytes",
+    "reap_cancelled",
+    "still_working",
+    "threads_allow_fork",
 ]
 
 #: In a child: when it began (``time.perf_counter``), right after the fork.
@@ -178,6 +186,18 @@ class ForkedChild:
         return status
 
 
+#: Seconds a child may go without progress before it is ended (SIGALRM's default
+#: action), so that a hang no test foresaw -- a library's lock or thread pool
+#: that did not survive the fork -- costs one lost snapshot, not every later one.
+STALL_SECONDS = 300
+
+
+def still_working(done: int = 0, total: int = 0) -> None:
+    """In a child: it made progress (a value pickled, a batch written); re-arm its watchdog."""
+    if child_began:
+        signal.alarm(STALL_SECONDS)
+
+
 def reap_cancelled(*, wait: bool = False) -> None:
     """Reap the cancelled children that have exited (all of them, waiting, with ``wait``)."""
     with _lock:
@@ -207,6 +227,7 @@ def _run_child(
         if not data:
             os._exit(0)  # cancelled, or the parent is gone: nothing to do
         handoff = pickle.loads(data)
+        still_working(0, 0)
         try:
             outcome: tuple[str, Any] = ("ok", work(handoff))
         except BaseException as exc:  # sent to the parent, which raises it
@@ -252,7 +273,14 @@ def threads_allow_fork() -> bool:
         return True
     me = threading.get_ident()
     return all(ident == me or _waiting(frame.f_code.co_filename)
+               or frame.f_code.co_filename.endswith(_IPYTHON_HISTORY)
                for ident, frame in sys._current_frames().items())
+
+
+#: IPython's history thread writes each cell's input as the cell ends; busy, it
+#: is stopped before the fork by IPython's own fork handler, which waits for it
+#: (see `_ipython_history_left_running`).
+_IPYTHON_HISTORY = os.path.join("IPython", "core", "history.py")
 
 
 #: Where a thread that waits sits: its innermost frame is in one of these files.
@@ -294,6 +322,10 @@ def _ipython_history_left_running() -> Iterator[None]:
 
 
 def _how_it_ended(pid: int, status: int) -> str:
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+        return (f"the snapshot process {pid} made no progress for {STALL_SECONDS} s and was "
+                "ended (a lock or thread pool that did not survive the fork?); the next "
+                "snapshot captures what it held")
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
         return (f"the snapshot process {pid} was killed ({name}) before it finished; "

@@ -721,6 +721,7 @@ class Repo:
             made = self.prepare_changes(
                 given.base, changed | given.also, message, namespace=namespace, branch=branch,
                 priors=given.priors, observe=lambda c, w: seen.append((c, w)),
+                progress=forked.still_working,
             )
             prepared_at[0] = time.perf_counter()
             return made

@@ -246,3 +246,20 @@ def test_status_shows_where_the_last_snapshot_spent_its_time(tmp_path: Path) -> 
         capture_output=True, text=True, check=True,
     ).stdout
     assert "last snapshot" in text and "hashing" in text
+
+
+def test_a_child_hashes_after_the_parent_started_blake3s_threads(tmp_path: Path) -> None:
+    """BLAKE3's Rust thread pool is dead in a forked child: the child must not wait for it."""
+    result = run_python(shell_script("""
+        import numpy as np
+        stashdb.commit(namespace={"warm": np.arange(1_000_000.0)}, branch="other")  # the pool runs
+        run("import numpy as np\\narr = np.arange(2_000_000.0)")
+        run("arr += 1")
+        started = time.monotonic()
+        session.flush()
+        print(json.dumps({"waited": time.monotonic() - started,
+                          "kind": session.last_cost.background}))
+    """), tmp_path)
+    found = last_json(result)
+    assert found["kind"] == "fork" and found["waited"] < 60
+    assert stashdb.open(tmp_path).at("nb")["arr"][0] == 1.0

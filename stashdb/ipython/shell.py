@@ -233,6 +233,10 @@ class ShellSession:
         self.dirty = set()
         self.everything_dirty = False
         if prepared is None:
+            if self.background == "fork" and seen:  # said by status: proved unchanged, or not
+                with self._lock:
+                    self._costs.append((_State(label or message), self._thread_cost(
+                        seen[-1], started, self.branch or self.repo.head)))
             return None
         future = self.repo.submit(prepared)
         state = _State(label or message, future=future)
@@ -242,13 +246,20 @@ class ShellSession:
         self._report_unstorable(prepared.skipped)
         if self.background == "fork":  # the next forked snapshot builds on this one
             priors = priors_after(prepared.entries, seen[-1], self._priors)
-            cost = SnapshotCost(
-                background="thread", in_cell=0.0, pickling=seen[-1].seconds["pickling"],
-                total=time.perf_counter() - started, checked=len(seen[-1].entries),
-                pickled=len(seen[-1].entries), branch=prepared.branch,
-            )
+            cost = self._thread_cost(seen[-1], started, prepared.branch)
             future.add_done_callback(functools.partial(self._written, state, priors, cost))
         return state
+
+    @staticmethod
+    def _thread_cost(captured: Capture, started: float, branch: str) -> SnapshotCost:
+        proved = len(captured.proved_unchanged)
+        return SnapshotCost(
+            background="thread", in_cell=0.0, pickling=captured.seconds["pickling"],
+            fingerprinting=captured.seconds["fingerprinting"],
+            grouping=captured.seconds["grouping"], total=time.perf_counter() - started,
+            checked=len(captured.entries), pickled=len(captured.entries) - proved,
+            proved_unchanged=proved, branch=branch, at=time.time(),
+        )
 
     def _small(self) -> bool:
         """Whether the names to snapshot are small enough to pickle in the cell (see estimate)."""

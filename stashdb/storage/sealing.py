@@ -54,16 +54,37 @@ def store_key_id(key: bytes) -> str:
     return hashlib.sha256(b"stashdb-store-key\0" + key).hexdigest()[:16]
 
 
+#: BLAKE3's threads are a Rust (rayon) pool, started on first use. A forked
+#: child (an auto-snapshot, a session worker) has none of its parent's
+#: threads, but the pool's state says it has: a hash there waits forever for
+#: them (found by bench/bench_notebook.py). After a fork from a process that
+#: started the pool, the child hashes on its own thread.
+_pool_started = False
+_pool_usable = True
+
+
+def _after_fork_in_child() -> None:
+    global _pool_usable
+    if _pool_started:
+        _pool_usable = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def blake3_of(data: Any, key: bytes | None = None) -> Any:
     """BLAKE3 over ``data`` (keyed with ``key``), on several threads for 1 MiB or more.
 
     The one place stashdb starts a BLAKE3 hash of bytes: plain digests, and an
     encrypted store's keyed ids, digests and blinded texts.
     """
+    global _pool_started
     import blake3  # only a commit or a checkout pays its import (3 ms)
 
     view = memoryview(data)
-    threads = blake3.blake3.AUTO if view.nbytes >= 1024 * 1024 else 1
+    threads = 1
+    if view.nbytes >= 1024 * 1024 and _pool_usable:
+        threads, _pool_started = blake3.blake3.AUTO, True
     if key is None:
         return blake3.blake3(view, max_threads=threads)
     return blake3.blake3(view, key=key, max_threads=threads)

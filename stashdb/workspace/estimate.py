@@ -41,10 +41,13 @@ def _small(value: Any, entry: Entry | None) -> bool:
         return True
     if isinstance(value, (str, bytes, bytearray)):
         return len(value) <= SMALL_BYTES
-    nbytes = getattr(type(value), "nbytes", None)
-    if nbytes is not None and (type(value).__module__ or "").startswith(("numpy", "pandas")):
-        try:
-            return int(value.nbytes) <= SMALL_BYTES and not _holds_objects(value)
+    kind = type(value)
+    buffers = hasattr(kind, "nbytes") or hasattr(kind, "memory_usage")
+    if buffers and (kind.__module__ or "").startswith(("numpy", "pandas")):
+        try:  # a DataFrame has no nbytes; its memory_usage (not deep) costs a sum per column
+            nbytes = (value.nbytes if hasattr(kind, "nbytes")
+                      else value.memory_usage(index=True, deep=False).sum())
+            return int(nbytes) <= SMALL_BYTES and not _holds_objects(value)
         except Exception:  # an attribute that raises: not known to be small
             return False
     if isinstance(value, (list, tuple, set, frozenset, dict)):
