@@ -23,7 +23,9 @@ its place). The child:
   have held at the fork: it opens its own connections to the store, and sends
   output nowhere but its pipe (a kernel's stdout is a socket other threads own);
 - pauses the garbage collector: a collection would write to every object's
-  header and copy the page it sits on.
+  header and copy the page it sits on;
+- runs at a lower priority (``nice`` 10), so that the user's next cell gets
+  the CPU first on a machine with few cores.
 
 The parent freezes its own collector's view of the objects that exist at the
 fork (``gc.freeze``) while a child lives, for the same reason: a full
@@ -218,6 +220,8 @@ def _run_child(
     code = 0
     try:
         gc.disable()
+        with contextlib.suppress(OSError):
+            os.nice(10)  # on a machine with few cores, the user's next cell comes first
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for fd in close:
             with contextlib.suppress(OSError):

@@ -31,6 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import xxhash
+
 from stashdb.background import BackgroundWriter
 from stashdb.errors import (
     BadBundle,
@@ -744,7 +746,9 @@ class Repo:
             proved_unchanged=len(captured.proved_unchanged), child_memory=forked.private_bytes(),
             commit=commit.id if commit is not None else None, branch=branch, at=time.time(),
         )
-        self.set_note(f"{COST_NOTE}{branch}", json.dumps(cost.as_dict()))
+        # Keys are 64 characters at most (docs/format.md): the branch goes by its hash.
+        key = COST_NOTE + xxhash.xxh3_64_hexdigest(branch.encode())
+        self.set_note(key, json.dumps(cost.as_dict()))
         return forked.Landed(commit, priors, cost)
 
     def snapshot_costs(self) -> list[SnapshotCost]:
