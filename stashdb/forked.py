@@ -42,7 +42,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,7 @@ from stashdb.workspace.capture import Prior
 
 __all__ = [
     "STALL_SECONDS",
+    "Amendment",
     "ForkedChild",
     "ForkedSnapshot",
     "Handoff",
@@ -372,7 +373,13 @@ class Landed:
 
 
 class ForkedSnapshot:
-    """A snapshot whose child is started; `cancel` ends it if it has not begun."""
+    """A snapshot whose child is started; `cancel` ends it if it has not begun.
+
+    Until it begins it may be *amended*: a later cell that changed only small,
+    immutable values (numbers, strings) hands it those values instead of
+    forking again, and the child puts them into its image before capturing --
+    so its commit is the later cell's state, at the cost of a pickled int.
+    """
 
     def __init__(self, child: ForkedChild) -> None:
         self.child = child
@@ -380,14 +387,15 @@ class ForkedSnapshot:
         self.future: Future[Commit | None]
         self._lock = threading.Lock()
         self._state = "waiting"  # -> "started" or "cancelled"
+        self._amendment = Amendment()
 
-    def start(self) -> bool:
-        """Mark it begun; False when it was cancelled first."""
+    def start(self) -> Amendment | None:
+        """Mark it begun and return what later cells amended; None when it was cancelled first."""
         with self._lock:
             if self._state == "cancelled":
-                return False
+                return None
             self._state = "started"
-            return True
+            return self._amendment
 
     def cancel(self) -> bool:
         """End the child unless it has begun; whether it was ended."""
@@ -397,3 +405,41 @@ class ForkedSnapshot:
             self._state = "cancelled"
         self.child.cancel()
         return True
+
+    def amend(self, message: str, values: Mapping[str, Any], removed: Iterable[str]) -> bool:
+        """Make it the snapshot of a later cell that set ``values`` and deleted ``removed``.
+
+        False when it has begun (or was cancelled): then the later cell needs
+        a snapshot of its own. ``values`` are pickled now, so the cell may
+        change them at once.
+        """
+        data = pickle.dumps(dict(values), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            if self._state != "waiting":
+                return False
+            self._amendment = self._amendment.then(message, data, frozenset(removed))
+            return True
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """What cells after a forked snapshot's own changed, for the child to apply first."""
+
+    message: str | None = None  # the last amending cell's, replacing the snapshot's own
+    pickled: tuple[bytes, ...] = ()  # each cell's values, in order
+    removed: tuple[frozenset[str], ...] = ()  # each cell's deleted names
+
+    def then(self, message: str, pickled: bytes, removed: frozenset[str]) -> Amendment:
+        """This amendment followed by one more cell's."""
+        return Amendment(message, (*self.pickled, pickled), (*self.removed, removed))
+
+    def apply(self, namespace: MutableMapping[str, Any]) -> set[str]:
+        """Put the cells' values into ``namespace`` (the child's image), in order; their names."""
+        names: set[str] = set()
+        for data, removed in zip(self.pickled, self.removed, strict=True):
+            values = pickle.loads(data)  # what this process pickled a moment ago, nothing else
+            namespace.update(values)
+            for name in removed:
+                namespace.pop(name, None)
+            names |= set(values) | removed
+        return names

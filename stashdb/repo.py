@@ -77,7 +77,7 @@ from stashdb.workspace.restore import KnownState, restore
 from stashdb.workspace.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from stashdb.forked import ForkedSnapshot, Handoff, Landed
+    from stashdb.forked import Amendment, ForkedSnapshot, Handoff, Landed
     from stashdb.remotes import Remote
     from stashdb.storage.bundle import Bundle
     from stashdb.storage.maintenance import GcReport, PruneReport, VerifyReport
@@ -675,20 +675,24 @@ class Repo:
         names = frozenset(changed)
         forked_at = time.perf_counter() if since is None else since
 
-        def in_child(given: Handoff) -> Landed:
+        def in_child(handed: tuple[Handoff, Amendment]) -> Landed:
+            given, amendment = handed
             # Its own connections: the parent's (and their locks) belong to the parent.
             repo = Repo(Store.open(url, location=location, lock_timeout=timeout))
             repo.compress = compress
-            return repo._snapshot_here(given, names, message, namespace, branch, forked_at)
+            amended = amendment.apply(namespace)  # type: ignore[arg-type]
+            return repo._snapshot_here(given, names | amended, amendment.message or message,
+                                       namespace, branch, forked_at)
 
         with self._writes.quiet():  # no transaction of ours is open in the child's image
             snapshot = ForkedSnapshot(ForkedChild(in_child))
 
         def write() -> Commit | None:
-            if not snapshot.start():
+            amendment = snapshot.start()
+            if amendment is None:
                 return None  # a newer snapshot took its place
             given = handoff()
-            snapshot.child.hand(given)
+            snapshot.child.hand((given, amendment))
             try:
                 made: Landed = snapshot.child.result()
             except BaseException as exc:

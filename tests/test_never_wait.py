@@ -263,3 +263,21 @@ def test_a_child_hashes_after_the_parent_started_blake3s_threads(tmp_path: Path)
     found = last_json(result)
     assert found["kind"] == "fork" and found["waited"] < 60
     assert stashdb.open(tmp_path).at("nb")["arr"][0] == 1.0
+
+
+def test_small_cells_while_a_snapshot_waits_amend_it_instead_of_forking(tmp_path: Path) -> None:
+    result = run_python(shell_script("""
+        run("big = list(range(3_000_000))\\ny = 'gone soon'")   # [3]: its child works a while
+        run("big.append(-1)")                                  # [4]: forked, waits its turn
+        for i in range(5):                                     # [5]..[9]: numbers only
+            run(f"x = {i}" if i != 2 else "del y")
+        session.flush()
+        print(json.dumps([label for label, cost in session.recent_costs()]))
+    """), tmp_path)
+    labels = last_json(result)
+    # %stash auto on's, the big cell's, and the amended one: no fork per small cell
+    assert labels == ["auto-snapshot on", "cell [3]", "cell [9] (and 5 cells before, from cell [4])"]
+    repo = stashdb.open(tmp_path)
+    state = repo.at("nb")
+    assert state["x"] == 4 and "y" not in state and state["big"][-1] == -1
+    assert repo.log(branch="nb")[0].message.startswith("cell [9]: x = 4 (and 5 cells before")

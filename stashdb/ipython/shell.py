@@ -39,7 +39,7 @@ from stashdb.model import CheckoutReport, Commit, Skipped, SnapshotCost
 from stashdb.render import printable
 from stashdb.repo import KnownState, PreparedCommit
 from stashdb.workspace.capture import Capture, Prior, priors_after
-from stashdb.workspace.estimate import all_small
+from stashdb.workspace.estimate import all_immutable_scalars, all_small
 from stashdb.workspace.names import excluded_by_default, shell_names
 from stashdb.workspace.tracker import CellTracker
 
@@ -218,6 +218,8 @@ class ShellSession:
         """
         self._collect_failures()
         if self.background == "fork":
+            if not full and not self.everything_dirty and self._amended(message, label):
+                return self._waiting
             if not threads_allow_fork():  # a thread may be in BLAS: this once, in the cell
                 self.flush()
             elif full or self.everything_dirty or self._forks_in_flight() or not self._small():
@@ -321,6 +323,32 @@ class ShellSession:
         self.states.append(state)
         self.undone = []  # a new change: what was undone cannot be redone
         return state
+
+    def _amended(self, message: str, label: str) -> bool:
+        """Hand this cell's small changes to the forked snapshot still waiting, if there is one.
+
+        When every changed value is a number or a short string (or was deleted),
+        the waiting child puts them into its image and its commit becomes this
+        cell's state (`ForkedSnapshot.amend`): no second fork (3 ms to 40 ms).
+        """
+        waiting = self._waiting
+        if waiting is None or waiting.forked is None:
+            return False
+        hidden = shell_names(self.namespace)
+        names = {n for n in self.dirty if not excluded_by_default(n, hidden)}
+        present = {n: self.namespace[n] for n in names if n in self.namespace}
+        if not all_immutable_scalars(present.values()):
+            return False
+        merged = waiting.merged + 1
+        first = waiting.first or waiting.label
+        also = f" (and {merged} cell{'s' if merged > 1 else ''} before, from {first})"
+        if not waiting.forked.amend(message + also, present, names - set(present)):
+            return False  # it has begun: this cell needs a snapshot of its own
+        waiting.label, waiting.merged, waiting.first = (label or message) + also, merged, first
+        waiting.changed |= names
+        self.dirty = set()
+        self.undone = []
+        return True
 
     def _handoff(self) -> Handoff:
         """What the next forked snapshot builds on (on the writer thread, in order)."""

@@ -17,7 +17,7 @@ from typing import Any
 from stashdb.model import Entry
 from stashdb.pickling.preview import type_name
 
-__all__ = ["SMALL_BYTES", "all_small"]
+__all__ = ["SMALL_BYTES", "all_immutable_scalars", "all_small"]
 
 #: Values up to this many bytes (pickled, or in their buffers) count as small.
 SMALL_BYTES = 256 * 1024
@@ -34,6 +34,22 @@ def all_small(values: Iterable[tuple[str, Any]], before: Mapping[str, Entry]) ->
     that grew past `_SMALL_LENGTH` does not).
     """
     return all(_small(value, before.get(name)) for name, value in values)
+
+
+def all_immutable_scalars(values: Iterable[Any]) -> bool:
+    """Whether every value is a number, None, or a string or bytes under `SMALL_BYTES`.
+
+    Exactly those types: a standard pickle brings them back equal, and being
+    immutable, no other name can share them in a way a snapshot must keep.
+    """
+    for value in values:
+        kind = type(value)
+        if kind in (str, bytes):
+            if len(value) > SMALL_BYTES:
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
 
 
 def _small(value: Any, entry: Entry | None) -> bool:
