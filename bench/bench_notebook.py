@@ -92,7 +92,7 @@ for cell in cells:
         continue
     number = shell.execution_count
     wall = run(cell)
-    out["cells"].append({"number": number, "wall": wall,
+    out["cells"].append({"number": number, "wall": wall, "rss": rss_mb(),
                          "hook": session.last_in_cell if session else 0.0})
 if session is not None:
     session.flush()
@@ -201,6 +201,12 @@ def report(title: str, cells: list[str], results: dict[bool, list[Any]]) -> None
           f"({total_with / total_plain:.3f}x)")
     for name in ours[0]["extra"]:
         print(f"{name}: {med([r['extra'][name] for r in ours]) * 1000:.0f} ms")
+    if "rss" in ours[0]["cells"][0]:  # the kernel's own extra memory: copy-on-write
+        extra = [med([r["cells"][i]["rss"] for r in ours]) - med([r["cells"][i]["rss"]
+                 for r in plain]) for i in range(len(code))]
+        worst = max(range(len(code)), key=lambda i: extra[i])
+        print(f"kernel RSS with minus without, after each cell: median {med(extra):.0f} MB, "
+              f"largest {extra[worst]:.0f} MB after cell {ours[0]['cells'][worst]['number']}")
     child = max((c["child_memory"] for r in ours for c in r["costs"]), default=0)
     print(f"store: {med([r['store_mb'] for r in ours]):.0f} MB; largest child's own memory "
           f"(copy-on-write + its work): {child / 1e6:.0f} MB; peak RSS "
