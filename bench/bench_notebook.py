@@ -226,7 +226,9 @@ def _background(ours: list[Any], number: int) -> str:
     merged = " merged" if any(c["merged"] for c in found) else ""
     unchanged = " (proved unchanged)" if all(c["proved_unchanged"] for c in found) else ""
     kind = found[0]["background"]
-    return f"{_t(total)} {kind}{merged}: {parts} ms{unchanged}"
+    own = med([c["child_memory"] for c in found]) / 1e6
+    memory = f", child's own {own:.0f} MB" if own else ""
+    return f"{_t(total)} {kind}{merged}: {parts} ms{unchanged}{memory}"
 
 
 def _t(seconds: float) -> str:
