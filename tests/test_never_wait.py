@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import stashdb
+from conftest import last_json, run_python
 from stashdb.forked import can_fork
 from stashdb.pickling.fingerprint import fingerprint
-from tests.conftest import last_json, run_python
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="forked snapshots are Linux-only")
 
