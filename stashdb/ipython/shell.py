@@ -300,7 +300,7 @@ class ShellSession:
             changed = frozenset(self.dirty)
         changed = frozenset(n for n in changed if not excluded_by_default(n, hidden))
         merged, first = 0, ""
-        waiting = self._waiting
+        waiting = self._queued()
         if waiting is not None and waiting.forked is not None and waiting.forked.cancel():
             # It had not begun: this snapshot takes its place, and its names.
             changed |= waiting.changed
@@ -324,6 +324,20 @@ class ShellSession:
         self.undone = []  # a new change: what was undone cannot be redone
         return state
 
+    def _queued(self) -> _State | None:
+        """The last forked snapshot, if it waits behind another one still being written.
+
+        Only such a snapshot may be replaced or amended by a later cell's: one
+        with nothing ahead of it starts at once, and its cell keeps its own
+        commit (``%stash checkout HEAD~1`` means the cell before).
+        """
+        waiting = self._waiting
+        if waiting is None or waiting.future is None or waiting.future.done():
+            return None
+        ahead = any(s is not waiting and s.future is not None and not s.future.done()
+                    for s in self.states)
+        return waiting if ahead else None
+
     def _amended(self, message: str, label: str) -> bool:
         """Hand this cell's small changes to the forked snapshot still waiting, if there is one.
 
@@ -331,7 +345,7 @@ class ShellSession:
         the waiting child puts them into its image and its commit becomes this
         cell's state (`ForkedSnapshot.amend`): no second fork (3 ms to 40 ms).
         """
-        waiting = self._waiting
+        waiting = self._queued()
         if waiting is None or waiting.forked is None:
             return False
         hidden = shell_names(self.namespace)
