@@ -57,7 +57,7 @@ def branch_for_session(namespace: Mapping[str, Any]) -> str:
         name = "nb/" + re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")
         if name != "nb/":
             return name
-    return f"ipython/{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+    return f"ipython/{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -325,17 +325,18 @@ class ShellSession:
         return state
 
     def _queued(self) -> _State | None:
-        """The last forked snapshot, if it waits behind another one still being written.
+        """The last forked snapshot, if it waits behind another forked one being written.
 
         Only such a snapshot may be replaced or amended by a later cell's: one
-        with nothing ahead of it starts at once, and its cell keeps its own
-        commit (``%stash checkout HEAD~1`` means the cell before).
+        with nothing ahead of it, or only a commit pickled in the cell (written
+        in milliseconds), starts at once, and its cell keeps its own commit
+        (``%stash checkout HEAD~1`` and ``%stash undo`` mean the cell before).
         """
         waiting = self._waiting
         if waiting is None or waiting.future is None or waiting.future.done():
             return None
-        ahead = any(s is not waiting and s.future is not None and not s.future.done()
-                    for s in self.states)
+        ahead = any(s is not waiting and s.forked is not None and s.future is not None
+                    and not s.future.done() for s in self.states)
         return waiting if ahead else None
 
     def _amended(self, message: str, label: str) -> bool:
