@@ -181,8 +181,7 @@ class ShellSession:
         if changed is None:
             self.everything_dirty = True
         else:
-            hidden = shell_names(self.namespace)  # get_ipython, In, Out … are never stored
-            self.dirty |= {n for n in changed if not excluded_by_default(n, hidden)}
+            self.dirty |= self._storable(changed)  # get_ipython, In, Out … are never stored
         if not self.auto or not result.success or code.lstrip().startswith(
             "get_ipython().run_line_magic('stash'"
         ):
@@ -269,9 +268,22 @@ class ShellSession:
         return all_small(((n, self.namespace[n]) for n in self.dirty if n in self.namespace),
                          before)
 
-    def _forks_in_flight(self) -> bool:
-        return any(s.forked is not None and s.future is not None and not s.future.done()
-                   for s in self.states)
+    def _forks_in_flight(self, besides: _State | None = None) -> bool:
+        return any(s is not besides and s.forked is not None and s.future is not None
+                   and not s.future.done() for s in self.states)
+
+    def _storable(self, names: Iterable[str]) -> frozenset[str]:
+        """``names`` without those a snapshot never holds (`excluded_by_default`)."""
+        hidden = shell_names(self.namespace)
+        return frozenset(n for n in names if not excluded_by_default(n, hidden))
+
+    @staticmethod
+    def _merging(waiting: _State) -> tuple[int, str, str]:
+        """A snapshot taking ``waiting``'s place: how many it merges, the first, and its note."""
+        merged = waiting.merged + 1
+        first = waiting.first or waiting.label
+        cells = "cells" if merged > 1 else "cell"
+        return merged, first, f" (and {merged} {cells} before, from {first})"
 
     def _base_from_tip(self) -> None:
         """After forked snapshots: the next builds on the last that landed (none is in flight)."""
@@ -293,20 +305,15 @@ class ShellSession:
 
     def _fork(self, message: str, *, full: bool, label: str, since: float | None) -> _State:
         """Start a child that snapshots the namespace as it is now (see the module's doc)."""
-        hidden = shell_names(self.namespace)
-        if full or self.everything_dirty:
-            changed = frozenset(n for n in self.namespace if isinstance(n, str))
-        else:
-            changed = frozenset(self.dirty)
-        changed = frozenset(n for n in changed if not excluded_by_default(n, hidden))
+        everything = full or self.everything_dirty
+        changed = self._storable(
+            [n for n in self.namespace if isinstance(n, str)] if everything else self.dirty)
         merged, first = 0, ""
         waiting = self._queued()
         if waiting is not None and waiting.forked is not None and waiting.forked.cancel():
             # It had not begun: this snapshot takes its place, and its names.
             changed |= waiting.changed
-            merged = waiting.merged + 1
-            first = waiting.first or waiting.label
-            also = f" (and {merged} cell{'s' if merged > 1 else ''} before, from {first})"
+            merged, first, also = self._merging(waiting)
             message, label = message + also, label + also
             self.states.remove(waiting)
         state = _State(label, changed=changed, merged=merged, first=first)
@@ -335,9 +342,7 @@ class ShellSession:
         waiting = self._waiting
         if waiting is None or waiting.future is None or waiting.future.done():
             return None
-        ahead = any(s is not waiting and s.forked is not None and s.future is not None
-                    and not s.future.done() for s in self.states)
-        return waiting if ahead else None
+        return waiting if self._forks_in_flight(besides=waiting) else None
 
     def _amended(self, message: str, label: str) -> bool:
         """Hand this cell's small changes to the forked snapshot still waiting, if there is one.
@@ -349,14 +354,11 @@ class ShellSession:
         waiting = self._queued()
         if waiting is None or waiting.forked is None:
             return False
-        hidden = shell_names(self.namespace)
-        names = {n for n in self.dirty if not excluded_by_default(n, hidden)}
+        names = self._storable(self.dirty)
         present = {n: self.namespace[n] for n in names if n in self.namespace}
         if not all_immutable_scalars(present.values()):
             return False
-        merged = waiting.merged + 1
-        first = waiting.first or waiting.label
-        also = f" (and {merged} cell{'s' if merged > 1 else ''} before, from {first})"
+        merged, first, also = self._merging(waiting)
         if not waiting.forked.amend(message + also, present, names - set(present)):
             return False  # it has begun: this cell needs a snapshot of its own
         waiting.label, waiting.merged, waiting.first = (label or message) + also, merged, first
@@ -440,10 +442,7 @@ class ShellSession:
         """Names changed since the last snapshot (None: anything could have)."""
         if self.everything_dirty:
             return None
-        hidden = shell_names(self.namespace)
-        return sorted(
-            n for n in self.dirty if n in self.namespace and not excluded_by_default(n, hidden)
-        )
+        return sorted(self._storable(n for n in self.dirty if n in self.namespace))
 
     # -- going back -------------------------------------------------------------
 
@@ -503,11 +502,9 @@ class ShellSession:
         not. A name is saved when it is unchanged since the session's last
         snapshot (it holds that snapshot's value).
         """
-        hidden = shell_names(self.namespace)
         names = {
-            n for n in self.namespace
-            if isinstance(n, str) and not excluded_by_default(n, hidden)
-            and not isinstance(self.namespace[n], types.ModuleType)
+            n for n in self._storable(n for n in self.namespace if isinstance(n, str))
+            if not isinstance(self.namespace[n], types.ModuleType)
         }
         restorable = {e.name for e in target.entries if e.kind != "skipped"}
         lost = names & (set(only) if only is not None else restorable)

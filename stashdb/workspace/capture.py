@@ -102,9 +102,7 @@ def capture(
             entry, unpickled.
     """
     refs = WorkspaceRefs.of(namespace, names if workspace_names is None else workspace_names)
-    capturer = _Capturer(namespace, names, writer, known_value_hashes, refs, progress)
-    capturer.priors = priors or {}
-    return capturer.run()
+    return _Capturer(namespace, names, writer, known_value_hashes, refs, progress, priors).run()
 
 
 class _Capturer:
@@ -116,6 +114,7 @@ class _Capturer:
         known_value_hashes: Callable[[bytes], dict[int, str]],
         refs: WorkspaceRefs,
         progress: Progress | None = None,
+        priors: Mapping[str, Prior] | None = None,
     ) -> None:
         self.progress = progress or (lambda done, total: None)
         self.namespace = namespace
@@ -129,7 +128,7 @@ class _Capturer:
         #: What was stored, for the round-trip check: names, their values, the workspace
         #: names their pickle refers to (not the pickle: memory stays bounded).
         self._made: list[tuple[list[str], list[Any], frozenset[str]]] = []
-        self.priors: Mapping[str, Prior] = {}
+        self.priors: Mapping[str, Prior] = priors or {}
         self._fingerprints: dict[str, bytes] = {}
 
     def run(self) -> Capture:
