@@ -60,6 +60,7 @@ from stashdb.errors import (
     UnsupportedFormat,
     UntrustedSnapshot,
     VersionMismatchWarning,
+    ViewerFailed,
     WorkerCrashed,
     WriteConflict,
 )
@@ -89,6 +90,8 @@ _LAZY = {
     "find_store": "stashdb.api",
     "clone": "stashdb.api",
     "store_url": "stashdb.api",
+    "ui": "stashdb.viewer.launch",
+    "Viewer": "stashdb.viewer.launch",
     "Repo": "stashdb.repo",
     "PreparedCommit": "stashdb.repo",
     "KnownState": "stashdb.repo",
@@ -157,6 +160,7 @@ if TYPE_CHECKING:
     )
     from stashdb.repo import KnownState, PreparedCommit, Repo, Snapshot
     from stashdb.session import AsyncSession, ErrorInfo, ExecutionResult, Session
+    from stashdb.viewer.launch import Viewer, ui
 
 
 def __getattr__(name: str) -> Any:

@@ -58,6 +58,7 @@ __all__ = [
     "UnsupportedFormat",
     "UntrustedSnapshot",
     "VersionMismatchWarning",
+    "ViewerFailed",
     "WorkerCrashed",
     "WriteConflict",
 ]
@@ -410,6 +411,15 @@ class DriverMissing(StashError):
         super().__init__(
             f"cannot open {location}: its database driver is not installed{hint}: {why}"
         )
+
+
+class ViewerFailed(StashError):
+    """``stashdb ui`` could not start: its packages are missing, or its server did not come up."""
+
+    def __init__(self, why: str, *, missing: bool = False) -> None:
+        self.why = why
+        hint = " (pip install 'stashdb[ui]')" if missing else ""
+        super().__init__(f"cannot start the history viewer: {why}{hint}")
 
 
 class ScriptNotFound(StashError):

@@ -25,7 +25,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -985,14 +993,36 @@ class Repo:
         branch: str | None = None,
         limit: int | None = None,
         all: bool = False,
+        offset: int = 0,
     ) -> list[Commit]:
         """Commits of a branch (default: the current one), newest first; ``all``: every ref.
 
         ``revs``: ``"A..B"``, the commits B has that A has not (``"v1.."``: since v1),
-        or one rev: the commits it reaches. Entries are not loaded (use `show`).
+        or one rev: the commits it reaches. ``offset`` skips that many first (a
+        page: only the page's commits are loaded). Entries are not loaded (use `show`).
         Raises `RefNotFound` for an unknown branch.
         """
-        return self._reader.log(branch=branch, limit=limit, all=all, revs=revs)
+        return self._reader.log(branch=branch, limit=limit, all=all, revs=revs, offset=offset)
+
+    def lineage(
+        self, revs: str | None = None, *, branch: str | None = None, all: bool = False
+    ) -> tuple[list[str], dict[str, list[str]]]:
+        """The ids `log` lists (newest first) and every commit's parents, loading no commit.
+
+        What a graph of a long history is drawn from before one page of it is loaded.
+        """
+        return self._reader.lineage(branch=branch, all=all, revs=revs)
+
+    def touching(self, name: str, commit_ids: Sequence[str]) -> list[str]:
+        """Those of ``commit_ids`` that added, changed or removed ``name`` (order kept).
+
+        Compared with each commit's first parent, from the manifests. Unpickles nothing.
+        """
+        return self._reader.touching(name, commit_ids)
+
+    def commits(self, ids: Sequence[str]) -> list[Commit]:
+        """The commits with these full ids, in that order, without entries (use `show`)."""
+        return self._reader.commits(ids)
 
     def show(self, rev: Rev = "HEAD") -> Commit:
         """One commit with its entries (type, sizes, preview, status). Unpickles nothing."""

@@ -5,7 +5,7 @@
 status, du), `refs` (tag, branch, reset), `upkeep` (verify, gc, prune, migrate) and
 `sessions` (session list|show|log|resume, repl; the REPL itself is `repl`),
 `keys` (keys …), `sharing` (export, import, remote, clone, push, fetch, pull)
-and `migrate` (import-dill).
+`migrate` (import-dill) and `viewer` (ui).
 """
 
 from stashdb.cli import (  # noqa: F401 (importing them adds their commands)
@@ -17,6 +17,7 @@ from stashdb.cli import (  # noqa: F401 (importing them adds their commands)
     sharing,
     snapshots,
     upkeep,
+    viewer,
 )
 from stashdb.cli.app import app, main
 

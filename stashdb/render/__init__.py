@@ -8,8 +8,10 @@ the same). Everything here formats metadata the library already returned;
 nothing opens a store or unpickles a value. Stored strings are never read as
 rich markup. JSON keys are a contract (docs/cli.md).
 
-The faces: `stashdb.render.terminal` (rich text and tables) and
-`stashdb.render.as_json` (JSON); both are imported from here.
+The faces: `stashdb.render.terminal` (rich text and tables),
+`stashdb.render.as_json` (JSON) and `stashdb.render.layout` (where each commit
+sits in a graph drawing, for the terminal and the web viewer alike); all are
+imported from here.
 """
 
 from stashdb.render.as_json import (
@@ -23,6 +25,7 @@ from stashdb.render.as_json import (
     stats_json,
     version_json,
 )
+from stashdb.render.layout import GraphRow, graph_layout
 from stashdb.render.terminal import (
     checkout_report,
     commit_header,
@@ -43,6 +46,7 @@ from stashdb.render.terminal import (
 )
 
 __all__ = [
+    "GraphRow",
     "checkout_json",
     "checkout_report",
     "commit_header",
@@ -54,6 +58,7 @@ __all__ = [
     "entries_table",
     "entry_detail",
     "entry_json",
+    "graph_layout",
     "graph_lines",
     "history_table",
     "log_table",

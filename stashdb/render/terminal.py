@@ -25,6 +25,7 @@ from stashdb.model import (
     Version,
     format_size,
 )
+from stashdb.render.layout import graph_layout
 from stashdb.trust.policy import Signer
 
 __all__ = [
@@ -269,17 +270,10 @@ def _refs(commit: Commit, branch_tips: dict[str, list[str]]) -> Text:
 
 def graph_lines(commits: Sequence[Commit]) -> list[str]:
     """An ASCII graph column, one cell per commit (newest first), like ``git log --graph``."""
-    lanes: list[str] = []
-    lines = []
-    for commit in commits:
-        if commit.id not in lanes:
-            lanes.append(commit.id)
-        column = lanes.index(commit.id)
-        lines.append(" ".join("*" if i == column else "|" for i in range(len(lanes))))
-        replacement = [p for p in commit.parents[:1] if p not in lanes]
-        lanes[column : column + 1] = replacement
-        lanes.extend(p for p in commit.parents[1:] if p not in lanes)
-    return lines
+    rows = graph_layout([c.id for c in commits], {c.id: c.parents for c in commits})
+    return [
+        " ".join("*" if i == row.column else "|" for i in range(len(row.lanes))) for row in rows
+    ]
 
 
 def log_table(

@@ -123,6 +123,15 @@ class Reader:
         with self.transaction() as sql:
             return queries.load_commits(sql, [commit_id], entries=entries)[0]
 
+    def commits(self, ids: Sequence[str]) -> list[Commit]:
+        """The commits ``ids``, in that order, without their entries, in one transaction.
+
+        Raises:
+            RevisionNotFound: one of them is not in the store.
+        """
+        with self.transaction() as sql:
+            return queries.load_commits(sql, ids, entries=False)
+
     def show(self, rev: Rev) -> Commit:
         """The commit ``rev`` names, with its manifest, in one transaction."""
         with self.transaction() as sql:
@@ -135,31 +144,49 @@ class Reader:
         limit: int | None = None,
         all: bool = False,
         revs: str | None = None,
+        offset: int = 0,
     ) -> list[Commit]:
         """Commits reachable from a branch (default: HEAD's) or every ref; newest first.
 
         ``revs``: ``A..B`` (what B has that A has not), or one rev (what it reaches).
+        ``offset`` and ``limit`` take a page of that list; only the page is loaded.
 
         Raises:
             RefNotFound: ``branch`` is not a branch.
             RevisionNotFound, AmbiguousRevision: a rev of ``revs`` names no single commit.
         """
         with self.transaction() as sql:
+            ordered, _ = _lineage(sql, branch, all, revs)
+            end = None if limit is None else offset + limit
+            return queries.load_commits(sql, ordered[offset:end], entries=False)
+
+    def lineage(
+        self, *, branch: str | None = None, all: bool = False, revs: str | None = None
+    ) -> tuple[list[str], dict[str, list[str]]]:
+        """What `log` would list, as ids only (newest first), and every commit's parents.
+
+        Enough to draw the graph of a long history and page through it
+        without loading a commit row.
+        """
+        with self.transaction() as sql:
+            return _lineage(sql, branch, all, revs)
+
+    def touching(self, name: str, commit_ids: Sequence[str]) -> list[str]:
+        """Those of ``commit_ids`` that added, changed or removed ``name`` against their
+        first parent (in the order given)."""
+        with self.transaction() as sql:
             edges = queries.edges(sql)
-            excluded: set[str] = set()
-            if revs is not None:
-                since, dots, until = revs.partition("..")
-                if dots:
-                    excluded = set(graph.reachable(edges, [queries.resolve(sql, since or "HEAD")]))
-                starts = [queries.resolve(sql, (until if dots else since) or "HEAD")]
-            elif all:
-                starts = [r.commit_id for r in queries.list_refs(sql)]
-            else:
-                starts = [tip] if (tip := _tip(sql, branch)) else []
-            ids = [c for c in graph.reachable(edges, starts) if c not in excluded]
-            commits = queries.load_commits(sql, ids, entries=False)
-        commits.sort(key=lambda commit: (commit.time, commit.id), reverse=True)
-        return commits[:limit] if limit is not None else commits
+            firsts = {c: edges[c][0] for c in commit_ids if edges.get(c)}
+            found = queries.entries_named(sql, name, list({*commit_ids, *firsts.values()}))
+        touched = []
+        for commit_id in commit_ids:
+            entry = found.get(commit_id)
+            parent = found.get(firsts[commit_id]) if commit_id in firsts else None
+            if entry is None and parent is None:
+                continue
+            if entry is None or parent is None or not entry.same_value(parent):
+                touched.append(commit_id)
+        return touched
 
     def first_parent_chain(self, tip: str) -> list[str]:
         """The commits from ``tip`` back along first parents, newest first."""
@@ -175,6 +202,11 @@ class Reader:
 
     def change_counts(self, commits: Sequence[Commit]) -> dict[str, ChangeCounts]:
         """Names added, changed and removed by each commit against its first parent."""
+        if not self.sealer.encrypted:
+            with self.transaction() as sql:
+                counted = queries.change_counts(sql, [c.id for c in commits])
+            return {i: ChangeCounts(*abc) for i, abc in counted.items()}
+        # A sealed store: descriptions compare only once opened, so in Python.
         wanted = {c.id for c in commits} | {c.parents[0] for c in commits if c.parents}
         with self.transaction() as sql:
             manifests = queries.manifests(sql, sorted(wanted))
@@ -272,6 +304,28 @@ class Reader:
         """``{chunk id: (stored bytes, digest)}`` of the chunks the store has among them."""
         with self.transaction() as sql:
             return queries.chunk_facts(sql, chunk_ids)
+
+
+def _lineage(
+    sql: queries.SQL, branch: str | None, all: bool, revs: str | None
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The ids `Reader.log` lists, newest first (by time, then id), and the parents graph."""
+    edges = queries.edges(sql)
+    excluded: set[str] = set()
+    if revs is not None:
+        since, dots, until = revs.partition("..")
+        if dots:
+            excluded = set(graph.reachable(edges, [queries.resolve(sql, since or "HEAD")]))
+        starts = [queries.resolve(sql, (until if dots else since) or "HEAD")]
+    elif all:
+        starts = [r.commit_id for r in queries.list_refs(sql)]
+    else:
+        starts = [tip] if (tip := _tip(sql, branch)) else []
+    times = queries.commit_times(sql)
+    ids = [c for c in graph.reachable(edges, starts) if c not in excluded]
+    # A parent missing from the store sorts last; loading it says it is missing.
+    ids.sort(key=lambda c: (times.get(c, 0.0), c), reverse=True)
+    return ids, edges
 
 
 def _tip(sql: queries.SQL, branch: str | None) -> str | None:
