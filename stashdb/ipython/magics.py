@@ -59,6 +59,10 @@ def _parser() -> _Parser:
     p.add_argument("--branch", default=None)
     p.add_argument("--store", default=None)
     sub.add_parser("status")
+    p = sub.add_parser("ui")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--stop", action="store_true")
     return parser
 
 
@@ -78,6 +82,8 @@ USAGE = """\
 %stash auto on|off [--branch B] [--store PATH_OR_URL]
                                 a snapshot after every successful cell
 %stash status                   store, branch, what changed since the last snapshot
+%stash ui [--port N] [--no-browser] [--stop]
+                                the history in the browser (read-only, live)
 REV: a commit id, tag, branch, HEAD, HEAD~N (HEAD is this session's branch when auto is on)"""
 
 
@@ -88,6 +94,7 @@ class StashMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
         self.session = ShellSession(shell)
+        self.viewer: Any = None  # the `%stash ui` server, in its own process
 
     @staticmethod
     def _print(renderable: Any) -> None:
@@ -190,6 +197,19 @@ class StashMagics(Magics):
         where = f"{made.short_id} " if made is not None else ""
         print(render.printable(f"auto-snapshot on: a snapshot after every cell, on branch "
                                f"{s.branch} ({where}in {s.repo.location})"))
+
+    def _ui(self, args: argparse.Namespace) -> None:
+        from stashdb.viewer.launch import ui
+
+        if self.viewer is not None and (args.stop or not self.viewer.running):
+            self.viewer.stop()
+            self.viewer = None
+        if args.stop:
+            print("stashdb ui stopped")
+            return
+        if self.viewer is None:
+            self.viewer = ui(self.session.repo, port=args.port, open_browser=not args.no_browser)
+        print(f"stashdb ui: {self.viewer.url}")
 
     def _status(self, args: argparse.Namespace) -> None:
         s = self.session

@@ -24,15 +24,16 @@ class GraphRow:
     below: tuple[str, ...]  # the lanes under it: its parents have taken its place
     starts: bool  # nothing above leads to it (a branch tip)
 
-    def sources(self) -> list[tuple[int, int]]:
-        """``(lane here, lane below)`` for every line leaving this row downwards."""
-        lines = []
+    def sources(self, parents: Sequence[str] = ()) -> list[tuple[int, int]]:
+        """``(lane here, lane below)`` for every line leaving this row downwards: lanes
+        passing by, and the commit's lines to its ``parents`` (wherever their lanes are)."""
+        lines = set()
         for j, lane in enumerate(self.below):
             if lane in self.lanes and self.lanes.index(lane) != self.column:
-                lines.append((self.lanes.index(lane), j))  # a lane passing by
-            else:
-                lines.append((self.column, j))  # a parent of this commit
-        return lines
+                lines.add((self.lanes.index(lane), j))  # a lane passing by
+            if lane in parents or lane not in self.lanes:
+                lines.add((self.column, j))  # a parent of this commit
+        return sorted(lines)
 
 
 def graph_layout(ids: Sequence[str], parents: Mapping[str, Sequence[str]]) -> list[GraphRow]:

@@ -9,6 +9,7 @@ methods (log, lineage, show, diff, history, touching, change_counts, stats).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,25 +76,36 @@ class History:
 
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._counts: dict[str, ChangeCounts] = {}
         self._stats: tuple[str, StoreStats] | None = None
+        self._names: tuple[str, list[str]] | None = None
+        self._layouts: dict[tuple[str | None, str], tuple[list[str], list[GraphRow]]] = {}
 
     def _read(self, read: Callable[[], _T]) -> _T:
-        with self._lock:
+        with self._lock:  # re-entrant: a page's read may ask for the state
             return read()
 
     def state(self) -> str:
-        """A token that changes whenever a commit or ref is added or moved (for live pages)."""
+        """A token that changes whenever a ref is added, moved or deleted (for live pages).
+
+        Every commit lands on a branch, so a new commit always moves one.
+        """
 
         def read() -> str:
             refs = [*self.repo.branches(), *self.repo.tags()]
-            ids, _ = self.repo.lineage(all=True)
-            return f"{len(ids)}:{ids[0] if ids else ''}:" + ",".join(
-                f"{r.name}={r.commit_id[:12]}" for r in refs
-            )
+            text = ",".join(f"{r.kind}:{r.name}={r.commit_id}" for r in refs)
+            return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
         return self._read(read)
+
+    def _drawn(self, branch: str | None, state: str) -> tuple[list[str], list[GraphRow]]:
+        """The ids of the log and its layout, kept while the refs stay where they are."""
+        key = (branch, state)
+        if key not in self._layouts:
+            ids, parents = self.repo.lineage(branch=branch, all=branch is None)
+            self._layouts = {key: (ids, graph_layout(ids, parents))}  # one kept: the newest
+        return self._layouts[key]
 
     def graph(
         self, *, branch: str | None = None, name: str | None = None, page: int = 1,
@@ -106,7 +118,7 @@ class History:
         """
 
         def read() -> GraphPage:
-            ids, parents = self.repo.lineage(branch=branch, all=branch is None)
+            ids, layout = self._drawn(branch, self.state())
             rows: list[GraphRow | None]
             if name:
                 ids = self.repo.touching(name, ids)
@@ -117,7 +129,7 @@ class History:
                 rows = [None] * min(per_page, max(0, len(ids) - start))
             else:
                 # The whole history is laid out (ids only) so a page's lanes are right.
-                rows = list(graph_layout(ids, parents)[start : start + per_page])
+                rows = list(layout[start : start + per_page])
             commits = self.repo.log(
                 branch=branch, all=branch is None, offset=start, limit=per_page
             ) if not name else self.repo.commits(ids[start : start + per_page])
@@ -189,11 +201,15 @@ class History:
         return self._read(self.repo.branches)
 
     def names(self) -> list[str]:
-        """The names in HEAD's snapshot (for the filter's suggestions)."""
+        """The names in the newest snapshot (for the filter's suggestions), kept per state."""
 
         def read() -> list[str]:
-            ids, _ = self.repo.lineage()
-            return [e.name for e in self.repo.show(ids[0]).entries] if ids else []
+            state = self.state()
+            if self._names is None or self._names[0] != state:
+                ids, _ = self._drawn(None, state)
+                names = [e.name for e in self.repo.show(ids[0]).entries] if ids else []
+                self._names = (state, names)
+            return self._names[1]
 
         return self._read(read)
 

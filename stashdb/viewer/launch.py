@@ -87,7 +87,9 @@ def serve(
     sock = bind(host, port)
     port = sock.getsockname()[1]
     token = secrets.token_urlsafe(24)
-    app = Guard(build_app(History(repo), repo.location), token, allowed_hosts(host, port))
+    history = History(repo)
+    history.graph()  # the layout of the whole history and the first page, before the URL is out
+    app = Guard(build_app(history, repo.location), token, allowed_hosts(host, port))
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/?token={token}"
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
