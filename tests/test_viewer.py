@@ -131,6 +131,28 @@ def test_only_the_token_holder_on_this_host_may_read(viewer: stashdb.Viewer) -> 
     assert get(viewer.url, f"/?token={token}", host=f"localhost:{port}")[0] == 200
 
 
+def test_another_host_only_when_asked_and_with_a_warning(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path / "s")
+    repo.commit("x", namespace={"x": 1})
+    with pytest.warns(UserWarning, match="anyone who can reach it"):
+        running = stashdb.ui(repo, host="0.0.0.0", open_browser=False)
+    try:
+        token = token_of(running)
+        port = urlsplit(running.url).port
+        # Listening everywhere, it is reached by whatever name the machine has.
+        assert get(running.url, f"/?token={token}", host=f"my-laptop:{port}")[0] == 200
+        assert get(running.url, "/", host=f"my-laptop:{port}")[0] == 403
+    finally:
+        running.stop()
+    done = subprocess.run(
+        [sys.executable, "-m", "stashdb", "ui", "--no-browser", "--host", "203.0.113.9",
+         "--store", str(tmp_path / "s")], capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1  # not this machine's address: refused in one line
+    assert "warning: the history viewer listens on 203.0.113.9" in done.stderr
+    assert "cannot listen on 203.0.113.9" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_no_route_changes_the_store(viewer: stashdb.Viewer,
                                     history: tuple[stashdb.Repo, Path]) -> None:
     repo = history[0]

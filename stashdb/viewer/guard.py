@@ -4,6 +4,7 @@ An ASGI middleware in front of every route, as Jupyter guards its server:
 
 - the ``Host`` header must name the address served (a page elsewhere that
   rebinds its DNS name to 127.0.0.1 sends its own name: refused, 403);
+  only a wildcard ``--host`` (0.0.0.0, ::) accepts any name, as it must;
 - the request must carry the token: ``?token=`` (the URL the viewer opened),
   then a cookie set from it (HttpOnly, SameSite=Strict), or an
   ``Authorization: token …`` header; without it, 403;
@@ -45,8 +46,15 @@ _HEADERS = [
 ]
 
 
-def allowed_hosts(host: str, port: int) -> set[str]:
-    """The ``Host`` header values a browser sends for the address served."""
+#: Addresses that listen on every interface: a browser may name the machine any way.
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(host: str, port: int) -> set[str] | None:
+    """The ``Host`` header values a browser sends for the address served (None: any,
+    for a wildcard address, which ``--host`` alone chooses; the token still guards it)."""
+    if host in WILDCARDS:
+        return None
     names = {host}
     if host in ("127.0.0.1", "localhost"):
         names |= {"127.0.0.1", "localhost"}
@@ -58,10 +66,10 @@ def allowed_hosts(host: str, port: int) -> set[str]:
 class Guard:
     """The middleware: refuses what is not from the user's browser, marks what is."""
 
-    def __init__(self, app: ASGIApp, token: str, hosts: set[str]) -> None:
+    def __init__(self, app: ASGIApp, token: str, hosts: set[str] | None) -> None:
         self.app = app
         self.token = token
-        self.hosts = {h.lower() for h in hosts}
+        self.hosts = {h.lower() for h in hosts} if hosts is not None else None
         self.cookie = "stashdb-ui-" + hmac.new(token.encode(), b"cookie", "sha256").hexdigest()[:8]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,7 +77,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if headers.get("host", "").lower() not in self.hosts:
+        if self.hosts is not None and headers.get("host", "").lower() not in self.hosts:
             await _refuse(send, 403, "This Host is not served here.")
             return
         given = self._token_of(scope, headers)
