@@ -27,7 +27,7 @@ from stashdb.model import (
     StoreStats,
     Version,
 )
-from stashdb.storage import graph, queries
+from stashdb.storage import counts, graph, queries
 from stashdb.storage.chunking import Objects
 from stashdb.storage.sealing import PLAIN, Plain
 
@@ -204,25 +204,25 @@ class Reader:
         """Names added, changed and removed by each commit against its first parent."""
         if not self.sealer.encrypted:
             with self.transaction() as sql:
-                counted = queries.change_counts(sql, [c.id for c in commits])
+                counted = counts.change_counts(sql, [c.id for c in commits])
             return {i: ChangeCounts(*abc) for i, abc in counted.items()}
         # A sealed store: descriptions compare only once opened, so in Python.
         wanted = {c.id for c in commits} | {c.parents[0] for c in commits if c.parents}
         with self.transaction() as sql:
             manifests = queries.manifests(sql, sorted(wanted))
-        counts = {}
+        found = {}
         for commit in commits:
             after = {e.name: e for e in manifests.get(commit.id, [])}
             before_list = manifests.get(commit.parents[0], []) if commit.parents else []
             before = {e.name: e for e in before_list}
-            counts[commit.id] = ChangeCounts(
+            found[commit.id] = ChangeCounts(
                 added=len(after.keys() - before.keys()),
                 changed=sum(
                     1 for n in after.keys() & before.keys() if not after[n].same_value(before[n])
                 ),
                 removed=len(before.keys() - after.keys()),
             )
-        return counts
+        return found
 
     def diff(self, a: Rev, b: Rev) -> Diff:
         """How snapshot ``b`` differs from ``a`` (both revs)."""

@@ -28,6 +28,7 @@ from starlette.templating import Jinja2Templates
 from stashdb import __version__
 from stashdb.errors import (
     AmbiguousRevision,
+    InvalidArguments,
     NameNotInSnapshot,
     RefNotFound,
     RevisionNotFound,
@@ -59,6 +60,7 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+# long: one short closure per route, over the history and templates they share
 def build_app(history: History, location: str) -> Starlette:
     """The app serving ``history`` (``location``: the store, as shown in the header)."""
     templates = _templates()
@@ -72,7 +74,7 @@ def build_app(history: History, location: str) -> Starlette:
         if text is None or text == "":
             return default
         if not text.isdigit():
-            raise HTTPException(400, f"{key} must be a whole number, not {text!r}")
+            raise InvalidArguments(f"{key} must be a whole number, not {text!r}")
         return int(text)
 
     def graph(request: Request) -> Response:
@@ -144,13 +146,17 @@ def build_app(history: History, location: str) -> Starlette:
         return page(request, "error.html", 500, title="The store could not be read",
                     message=str(exc))
 
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        return page(request, "error.html", 400, title="Bad request", message=str(exc))
+
     async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return page(request, "error.html", exc.status_code, title="Bad request",
+        assert isinstance(exc, HTTPException)  # Starlette's own: 404 for an unknown route
+        return page(request, "error.html", exc.status_code, title="Not served",
                     message=str(exc.detail))
 
     handlers: dict[Any, Any] = {e: not_found for e in _NOT_FOUND}
     handlers[StashError] = failed
+    handlers[InvalidArguments] = bad_request
     handlers[HTTPException] = http_error
     return Starlette(
         routes=[
