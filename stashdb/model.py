@@ -26,6 +26,7 @@ __all__ = [
     "format_size",
     "link_groups",
     "skipped_of",
+    "stored_objects",
 ]
 
 
@@ -422,6 +423,23 @@ class Transfer:
             sent = (f"{self.commits} commits, {self.objects} objects, {self.chunks} chunks "
                     f"({format_size(self.bytes)})")
         return "\n".join([sent, *(str(r) for r in self.refs)])
+
+
+def stored_objects(entries: Iterable[Entry]) -> list[tuple[list[str], str, int, int]]:
+    """``(names, type, pickled size, stored size)`` per stored object, largest stored first.
+
+    Names sharing one object (a group) are one row: its bytes are there once
+    (what ``stashdb du`` and the viewer's store page show).
+    """
+    objects: dict[str, tuple[list[str], str, int, int]] = {}
+    for e in entries:
+        if e.object_id is None:
+            continue
+        names, type_name, size, stored = objects.get(
+            e.object_id, ([], e.type_name, e.size, e.stored_size)
+        )
+        objects[e.object_id] = ([*names, e.name], type_name, size, stored)
+    return sorted(objects.values(), key=lambda o: o[3], reverse=True)
 
 
 def skipped_of(entries: Iterable[Entry]) -> list[Skipped]:

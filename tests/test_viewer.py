@@ -286,6 +286,32 @@ def test_cli_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
     assert not running.running
 
 
+def test_the_cli_opens_the_browser_at_the_tokenized_url(tmp_path: Path) -> None:
+    repo = stashdb.init(tmp_path / "s")
+    repo.commit("x", namespace={"x": 1})
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"  # what $BROWSER names: the webbrowser module runs it
+    browser.write_text(f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stashdb", "ui", "--store", str(tmp_path / "s")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "BROWSER": f"{sys.executable} {browser} %s"},
+    )
+    try:
+        assert process.stdout is not None
+        printed = [process.stdout.readline().strip() for _ in range(2)]
+        url = printed[1]
+        assert url.startswith("http://127.0.0.1:") and "?token=" in url
+        deadline = time.monotonic() + 30
+        while not (opened.exists() and opened.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert opened.read_text() == url
+        assert get(url, urlsplit(url).path + "?" + urlsplit(url).query)[0] == 200
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def test_stash_ui_magic_serves_the_shells_store(tmp_path: Path) -> None:
     pytest.importorskip("IPython")
     code = textwrap.dedent(f"""

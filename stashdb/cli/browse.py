@@ -12,7 +12,7 @@ import stashdb
 from stashdb import render
 from stashdb.cli.app import Json, Store, Trust, app, open_store, out, print_json
 from stashdb.errors import InvalidArguments
-from stashdb.model import format_size
+from stashdb.model import format_size, stored_objects
 from stashdb.render import markup_safe as safe
 
 
@@ -247,15 +247,7 @@ def du(
     repo = open_store(store)
     snapshot = repo.show(rev)
     stats = repo.stats()
-    # Names sharing one stored object (a group) are one row: the bytes are there once.
-    rows: dict[str, tuple[list[str], str, int, int]] = {}
-    for e in snapshot.entries:
-        if e.object_id is None:
-            continue
-        names, type_name, size, stored = rows.get(e.object_id, ([], e.type_name, e.size,
-                                                                e.stored_size))
-        rows[e.object_id] = ([*names, e.name], type_name, size, stored)
-    ordered = sorted(rows.values(), key=lambda r: r[3], reverse=True)
+    ordered = stored_objects(snapshot.entries)
     total_size = sum(r[2] for r in ordered)
     total_stored = sum(r[3] for r in ordered)
     if as_json:

@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from stashdb.model import ChangeCounts, Commit, Diff, Entry, Ref, StoreStats, Version
+from stashdb.model import (
+    ChangeCounts,
+    Commit,
+    Diff,
+    Entry,
+    Ref,
+    StoreStats,
+    Version,
+    stored_objects,
+)
 from stashdb.render.layout import GraphRow, graph_layout
 from stashdb.repo import Repo
 from stashdb.trust.policy import Signer
@@ -130,9 +139,7 @@ class History:
             else:
                 # The whole history is laid out (ids only) so a page's lanes are right.
                 rows = list(layout[start : start + per_page])
-            commits = self.repo.log(
-                branch=branch, all=branch is None, offset=start, limit=per_page
-            ) if not name else self.repo.commits(ids[start : start + per_page])
+            commits = self.repo.commits(ids[start : start + per_page])
             branches = self.repo.branches()
             tips: dict[str, list[str]] = {}
             for ref in branches:
@@ -218,15 +225,7 @@ class History:
 
         def read() -> SpaceUse:
             commit = self.repo.show(rev)
-            objects: dict[str, tuple[list[str], str, int, int]] = {}
-            for e in commit.entries:
-                if e.object_id is None:
-                    continue
-                names, type_name, size, stored = objects.get(
-                    e.object_id, ([], e.type_name, e.size, e.stored_size)
-                )
-                objects[e.object_id] = ([*names, e.name], type_name, size, stored)
-            ordered = sorted(objects.values(), key=lambda o: o[3], reverse=True)
+            ordered = stored_objects(commit.entries)
             by_type: dict[str, tuple[int, int]] = {}
             for _, type_name, _, stored in ordered:
                 count, total = by_type.get(type_name, (0, 0))

@@ -165,10 +165,11 @@ def ui(
         StoreNotFound, NotAStore …: as `stashdb.open`.
     """
     from stashdb.api import open as open_store
+    from stashdb.repo import Repo
 
     if host not in LOOPBACK:
         warnings.warn(exposed_warning(host), stacklevel=2)
-    repo = store if hasattr(store, "location") and hasattr(store, "url") else open_store(store)
+    repo = store if isinstance(store, Repo) else open_store(store)
     env = {**os.environ, "STASHDB_URL": repo.url}  # a password stays out of argv
     command = [sys.executable, "-m", "stashdb", "ui", "--port", str(port), "--host", host,
                "--no-browser", "--until-stdin-closes"]
